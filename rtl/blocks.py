@@ -1,0 +1,18 @@
+"""Every block the CLI and the simulation layer can build, by name."""
+
+from .fb_partition import FbPartition
+
+__all__ = ["BLOCKS", "make_block"]
+
+#: name -> component class taking a GpuParams. The name is also the Verilog module name.
+BLOCKS = {
+    "fb_partition": FbPartition,
+}
+
+
+def make_block(name, params):
+    try:
+        cls = BLOCKS[name]
+    except KeyError:
+        raise ValueError(f"unknown block {name!r}: choose one of {', '.join(BLOCKS)}") from None
+    return cls(params)

@@ -1,0 +1,132 @@
+"""The one parameter object of the model.
+
+Every block, the simulation layer, the docs generator and the CLI take a :class:`GpuParams`.
+It is frozen and validated on construction: a bad value raises :class:`ParamError`, whose message
+names the parameter, the value given and what is allowed, in one line.
+"""
+
+from dataclasses import dataclass, fields, replace
+
+__all__ = ["GpuParams", "ParamError", "KiB", "MiB", "GiB", "MAX_VFS"]
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+
+#: The design note's next generation asks for 64 VFs; the function number then needs 7 bits.
+MAX_VFS = 64
+
+
+class ParamError(ValueError):
+    """A model parameter is out of its allowed range. The message is one line naming it."""
+
+
+def _is_pow2(value):
+    return value > 0 and value & (value - 1) == 0
+
+
+def _size(value):
+    """Human form of a byte count, for error messages and summaries."""
+    for unit, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
+        if value >= unit and value % unit == 0:
+            return f"{value // unit} {name}"
+    return f"{value} B"
+
+
+@dataclass(frozen=True)
+class GpuParams:
+    """Parameters of the whole SR-IOV GPU model.
+
+    Attributes
+    ----------
+    num_vfs : int
+        Number of Virtual Functions, 1..64 (default 16, the design note's generation).
+        Function 0 is the PF; VF ``n`` is function ``n``.
+    fb_size : int
+        Framebuffer size in bytes; a multiple of ``fb_granule`` (default 8 GiB).
+    fb_granule : int
+        Allocation unit of FB slices in bytes, a power of two (default 16 MiB, the GPU-IOV unit).
+    vf_fb_aperture : int
+        Size of a VF's FB BAR in bytes, a power of two (default 256 MiB, as GIM).
+    counter_width : int
+        Width of the per-function violation counters, 8..32 bits; they saturate.
+    tag_width : int
+        Width of the opaque tag an FB access carries through the partition unit, 0..64 bits.
+    """
+
+    num_vfs: int = 16
+    fb_size: int = 8 * GiB
+    fb_granule: int = 16 * MiB
+    vf_fb_aperture: int = 256 * MiB
+    counter_width: int = 16
+    tag_width: int = 8
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ParamError(f"{f.name}={value!r} must be an integer")
+        self._check_range("num_vfs", 1, MAX_VFS)
+        if not _is_pow2(self.fb_granule) or not 4 * KiB <= self.fb_granule <= 4 * GiB:
+            raise ParamError(f"fb_granule={self.fb_granule} must be a power of two "
+                             f"from 4 KiB to 4 GiB")
+        if self.fb_size % self.fb_granule or not self.fb_size:
+            raise ParamError(f"fb_size={self.fb_size} must be a non-zero multiple of "
+                             f"fb_granule ({_size(self.fb_granule)})")
+        if self.fb_size > 1 << 48:
+            raise ParamError(f"fb_size={self.fb_size} is too large: at most 256 TiB")
+        if self.fb_granules > 0xFFFF:
+            raise ParamError(f"fb_size={self.fb_size} is {self.fb_granules} granules: at most "
+                             f"65535 fit the 16-bit GPU-IOV size fields; raise fb_granule")
+        if not _is_pow2(self.vf_fb_aperture) or not self.fb_granule <= self.vf_fb_aperture:
+            raise ParamError(f"vf_fb_aperture={self.vf_fb_aperture} must be a power of two "
+                             f"of at least fb_granule ({_size(self.fb_granule)})")
+        self._check_range("counter_width", 8, 32)
+        self._check_range("tag_width", 0, 64)
+
+    def _check_range(self, name, low, high):
+        value = getattr(self, name)
+        if not low <= value <= high:
+            raise ParamError(f"{name}={value} is out of range: allowed {low}..{high}")
+
+    # Derived quantities. Blocks use these rather than recomputing them.
+    @property
+    def num_fns(self):
+        """PF plus VFs."""
+        return self.num_vfs + 1
+
+    @property
+    def fn_width(self):
+        """Bits of a function number (0 = PF .. num_vfs)."""
+        return self.num_vfs.bit_length()
+
+    @property
+    def granule_bits(self):
+        return self.fb_granule.bit_length() - 1
+
+    @property
+    def fb_granules(self):
+        return self.fb_size // self.fb_granule
+
+    @property
+    def granule_width(self):
+        """Bits of a granule count that can hold ``fb_granules`` itself (a limit)."""
+        return self.fb_granules.bit_length()
+
+    @property
+    def fb_addr_width(self):
+        """Bits of a byte address into FB."""
+        return (self.fb_size - 1).bit_length()
+
+    def with_(self, **changes):
+        """A copy with some parameters changed (validated again)."""
+        return replace(self, **changes)
+
+    def describe(self):
+        """One line per parameter, for summaries."""
+        rows = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            shown = _size(value) if f.name in ("fb_size", "fb_granule", "vf_fb_aperture") else value
+            rows.append((f.name, shown))
+        return rows

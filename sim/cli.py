@@ -1,0 +1,194 @@
+"""``sriov-gpu``: the command line of the SR-IOV GPU model.
+
+Every command takes the model parameters (``--vfs``, ``--fb-size``, ...); a bad value ends
+the command with exit status 2 and one line that says what to fix.
+"""
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from rtl.params import GpuParams, ParamError
+
+__all__ = ["main"]
+
+_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+          "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
+
+
+def parse_size(text):
+    """'16MiB', '8G', '4096', '0x1000' -> bytes."""
+    match = re.fullmatch(r"\s*(0x[0-9a-fA-F]+|\d+)\s*([a-zA-Z]*)\s*", text)
+    unit = match and match.group(2).lower()
+    if not match or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (examples: 16MiB, 8GiB, 4096)")
+    return int(match.group(1), 0) * _UNITS[unit]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line, saying what to fix; the usage is one --help away.
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_params(parser):
+    g = parser.add_argument_group("model parameters")
+    g.add_argument("--vfs", type=int, default=GpuParams.num_vfs, metavar="N",
+                   help="number of VFs, 1..64 (default %(default)s)")
+    g.add_argument("--fb-size", type=parse_size, default=GpuParams.fb_size, metavar="SIZE",
+                   help="framebuffer size (default 8GiB)")
+    g.add_argument("--granule", type=parse_size, default=GpuParams.fb_granule, metavar="SIZE",
+                   help="FB slice granule (default 16MiB)")
+    g.add_argument("--vf-aperture", type=parse_size, default=GpuParams.vf_fb_aperture,
+                   metavar="SIZE", help="VF FB BAR size (default 256MiB)")
+
+
+def _params(args):
+    return GpuParams(num_vfs=args.vfs, fb_size=args.fb_size, fb_granule=args.granule,
+                     vf_fb_aperture=args.vf_aperture)
+
+
+def _blocks(name):
+    from rtl.blocks import BLOCKS
+    return list(BLOCKS) if name == "all" else [name]
+
+
+def cmd_verilog(args):
+    from amaranth.back import verilog
+    from rtl.blocks import make_block
+    params = _params(args)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for block in _blocks(args.block):
+        path = out / f"{block}.v"
+        path.write_text(verilog.convert(make_block(block, params), name=block, emit_src=False))
+        print(f"wrote {path} ({params.num_vfs} VFs)")
+    return 0
+
+
+def cmd_synth(args):
+    from rtl.synth import synthesize
+    params = _params(args)
+    for block in _blocks(args.block):
+        out = Path(args.output) / f"{block}-{params.num_vfs}vf"
+        print(f"synthesizing {block} with {params.num_vfs} VFs for LFE5UM5G-45F-8 "
+              f"at {args.freq} MHz in {out} ...", flush=True)
+        r = synthesize(block, params, out, pnr=not args.no_pnr, freq_mhz=args.freq)
+        cells = r["cells"]
+        print(f"  LUT4 {cells['LUT4']}  FF {cells['FF']}  DP16KD {cells['DP16KD']}  "
+              f"LUTRAM {cells['LUTRAM']}  (carry cells {cells['CCU2C']}; "
+              f"yosys {r['yosys_s']} s)")
+        if "fmax_mhz" in r:
+            verdict = "meets" if r["fmax_mhz"] >= args.freq else "MISSES"
+            print(f"  fmax {r['fmax_mhz']} MHz ({verdict} {args.freq} MHz; "
+                  f"nextpnr {r['nextpnr_s']} s)")
+        if args.json:
+            print(json.dumps(r))
+    return 0
+
+
+def cmd_regmap(args):
+    from rtl.blocks import make_block
+    block = make_block(args.block, _params(args))
+    sys.stdout.write(block.regmap.markdown())
+    return 0
+
+
+def cmd_docs(args):
+    from sim.docgen import write_generated_docs
+    for path in write_generated_docs(Path(args.output)):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_summary(args):
+    """The main job, for now: Verilog of every block, and what the model contains."""
+    from amaranth.back import verilog
+    from rtl.blocks import BLOCKS, make_block
+    params = _params(args)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    print("SR-IOV GPU model")
+    print("parameters:")
+    for name, value in params.describe():
+        print(f"  {name:16} {value}")
+    print(f"  -> {params.num_fns} functions (PF + {params.num_vfs} VFs), "
+          f"{params.fb_granules} FB granules, {params.fb_addr_width}-bit FB addresses")
+    print("blocks:")
+    for name in BLOCKS:
+        t0 = time.monotonic()
+        block = make_block(name, params)
+        text = verilog.convert(block, name=name, emit_src=False)
+        path = out / f"{name}.v"
+        path.write_text(text)
+        ports = block.signature.flatten(block)
+        n_ports = sum(1 for _ in ports)
+        regs = sum(1 for _ in block.regmap.instances()) if hasattr(block, "regmap") else 0
+        doc = (block.__doc__ or "").strip().splitlines()[0]
+        print(f"  {name}: {doc}")
+        print(f"    {n_ports} ports, {regs} registers, latency {block.LATENCY} cycle(s); "
+              f"Verilog {path} ({len(text.splitlines())} lines, {time.monotonic() - t0:.1f} s)")
+    return 0
+
+
+def build_parser():
+    parser = _Parser(prog="sriov-gpu", description="Cycle-approximate model of SR-IOV GPU "
+                     "virtualization hardware, in Amaranth HDL.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("summary", help="generate every block's Verilog into build/ and "
+                       "summarize the model (the main job)")
+    _add_params(p)
+    p.add_argument("-o", "--output", default="build/verilog", help="output folder")
+    p.set_defaults(func=cmd_summary)
+
+    from rtl.blocks import BLOCKS
+    choices = list(BLOCKS) + ["all"]
+    p = sub.add_parser("verilog", help="emit Verilog for a block")
+    p.add_argument("--block", choices=choices, default="all")
+    _add_params(p)
+    p.add_argument("-o", "--output", default="build/verilog", help="output folder")
+    p.set_defaults(func=cmd_verilog)
+
+    p = sub.add_parser("synth", help="Yosys synth_ecp5 + nextpnr-ecp5 (LFE5UM5G-45F, speed 8, "
+                       "out of context): LUTs, FFs, BRAMs, fmax. Slow.")
+    p.add_argument("--block", choices=choices, default="all")
+    _add_params(p)
+    p.add_argument("--freq", type=float, default=125.0, help="target clock, MHz (default 125)")
+    p.add_argument("--no-pnr", action="store_true", help="synthesis only (cell counts)")
+    p.add_argument("--json", action="store_true", help="also print the results as JSON")
+    p.add_argument("-o", "--output", default="build/synth", help="work folder")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("regmap", help="print a block's register map (Markdown)")
+    p.add_argument("--block", choices=list(BLOCKS), default="fb_partition")
+    _add_params(p)
+    p.set_defaults(func=cmd_regmap)
+
+    p = sub.add_parser("docs", help="regenerate the generated pages of docs/")
+    p.add_argument("-o", "--output", default="docs/generated", help="output folder")
+    p.set_defaults(func=cmd_docs)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except ParamError as e:
+        print(f"sriov-gpu: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

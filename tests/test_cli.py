@@ -1,0 +1,55 @@
+"""The command line: useful output for good input, one line and exit 2 for bad input."""
+
+import subprocess
+import sys
+
+import pytest
+
+from sim.cli import main, parse_size
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True)
+
+
+def test_help_lists_every_command():
+    out = run("--help").stdout
+    for command in ("summary", "verilog", "synth", "regmap", "docs"):
+        assert command in out
+
+
+@pytest.mark.parametrize("vfs", [1, 64])
+def test_verilog_for_a_block_is_written(tmp_path, vfs):
+    assert main(["verilog", "--block", "fb_partition", "--vfs", str(vfs), "-o", str(tmp_path)]) == 0
+    text = (tmp_path / "fb_partition.v").read_text()
+    assert "module fb_partition(" in text and "access__payload" in text
+
+
+def test_summary_writes_every_blocks_verilog(tmp_path, capsys):
+    assert main(["summary", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "fb_partition" in out and "17 functions" in out
+    assert (tmp_path / "fb_partition.v").exists()
+
+
+@pytest.mark.parametrize("args, says", [
+    (["verilog", "--vfs", "65"], "num_vfs=65 is out of range: allowed 1..64"),
+    (["verilog", "--vfs", "0"], "num_vfs=0 is out of range"),
+    (["verilog", "--fb-size", "3MiB"], "fb_size="),
+    (["verilog", "--fb-size", "lots"], "'lots' is not a size"),
+    (["verilog", "--block", "gpu9000"], "invalid choice: 'gpu9000'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["synth", "--granule", "3MiB"], "fb_granule="),
+])
+def test_bad_input_exits_2_with_one_line_saying_what_to_fix(args, says):
+    proc = run(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_sizes_read_like_an_engineer_writes_them():
+    assert parse_size("16MiB") == 16 << 20
+    assert parse_size("8G") == 8 << 30
+    assert parse_size("0x1000") == 4096
