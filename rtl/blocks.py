@@ -1,5 +1,6 @@
 """Every block the CLI and the simulation layer can build, by name."""
 
+from .config_space import ConfigSpace
 from .fb_partition import FbPartition
 
 __all__ = ["BLOCKS", "make_block"]
@@ -7,6 +8,7 @@ __all__ = ["BLOCKS", "make_block"]
 #: name -> component class taking a GpuParams. The name is also the Verilog module name.
 BLOCKS = {
     "fb_partition": FbPartition,
+    "config_space": ConfigSpace,
 }
 
 

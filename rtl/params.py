@@ -52,6 +52,18 @@ class GpuParams:
         Width of the per-function violation counters, 8..32 bits; they saturate.
     tag_width : int
         Width of the opaque tag an FB access carries through the partition unit, 0..64 bits.
+    vendor_id, device_id, vf_device_id, subsystem_id, class_code : int
+        PCI identity (defaults: AMD FirePro S7150, the GIM driver's device, with VF device ID
+        0x692F; class 0x030000, display controller).
+    first_vf_offset, vf_stride : int
+        SR-IOV routing: VF n's Routing ID = PF RID + first_vf_offset + (n - 1) * vf_stride
+        (defaults 1 and 1: VF n is function n). The last VF must stay within 255 (ARI).
+    pf_fb_aperture : int
+        The PF's FB BAR size, a power of two (default 256 MiB).
+    doorbell_bar_size : int
+        Doorbell BAR size of every function, a power of two, at least 4 KiB (default 4 KiB).
+    pf_mmio_size, vf_mmio_size : int
+        Register BAR sizes, powers of two, at least 4 KiB (defaults 256 KiB and 64 KiB).
     """
 
     num_vfs: int = 16
@@ -60,6 +72,17 @@ class GpuParams:
     vf_fb_aperture: int = 256 * MiB
     counter_width: int = 16
     tag_width: int = 8
+    vendor_id: int = 0x1002
+    device_id: int = 0x6929
+    vf_device_id: int = 0x692F
+    subsystem_id: int = 0x0335
+    class_code: int = 0x030000
+    first_vf_offset: int = 1
+    vf_stride: int = 1
+    pf_fb_aperture: int = 256 * MiB
+    doorbell_bar_size: int = 4 * KiB
+    pf_mmio_size: int = 256 * KiB
+    vf_mmio_size: int = 64 * KiB
 
     def __post_init__(self):
         for f in fields(self):
@@ -83,6 +106,21 @@ class GpuParams:
                              f"of at least fb_granule ({_size(self.fb_granule)})")
         self._check_range("counter_width", 8, 32)
         self._check_range("tag_width", 0, 64)
+        for name in ("vendor_id", "device_id", "vf_device_id", "subsystem_id"):
+            self._check_range(name, 0, 0xFFFF)
+        self._check_range("class_code", 0, 0xFFFFFF)
+        self._check_range("first_vf_offset", 1, 255)
+        if self.vf_stride not in (1, 2, 4, 8):
+            raise ParamError(f"vf_stride={self.vf_stride} must be 1, 2, 4 or 8")
+        last = self.first_vf_offset + (self.num_vfs - 1) * self.vf_stride
+        if last > 255:
+            raise ParamError(f"first_vf_offset={self.first_vf_offset} with vf_stride="
+                             f"{self.vf_stride} puts VF {self.num_vfs} at function {last}: "
+                             f"at most 255")
+        for name in ("pf_fb_aperture", "doorbell_bar_size", "pf_mmio_size", "vf_mmio_size"):
+            value = getattr(self, name)
+            if not _is_pow2(value) or not 4 * KiB <= value <= 1 << 40:
+                raise ParamError(f"{name}={value} must be a power of two from 4 KiB to 1 TiB")
 
     def _check_range(self, name, low, high):
         value = getattr(self, name)
@@ -127,6 +165,11 @@ class GpuParams:
         rows = []
         for f in fields(self):
             value = getattr(self, f.name)
-            shown = _size(value) if f.name in ("fb_size", "fb_granule", "vf_fb_aperture") else value
+            if f.name.endswith(("_size", "_granule", "_aperture")):
+                shown = _size(value)
+            elif f.name.endswith(("_id", "_code")):
+                shown = f"{value:#06x}"
+            else:
+                shown = value
             rows.append((f.name, shown))
         return rows

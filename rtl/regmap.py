@@ -171,12 +171,15 @@ class RegisterFile(wiring.Component):
 
     One request per cycle; each is answered exactly one cycle later on ``bus.resp``:
     OK with the read data, UR for an offset no register occupies, or BLOCKED for a requester
-    other than the PF when ``pf_only`` (the write is dropped and the read returns 0).
+    other than the PF when ``pf_only`` (the write is dropped and the read returns 0). With
+    ``holes_read_zero`` (configuration space), an offset no register occupies answers OK and
+    reads 0 instead of UR.
     Writes honour the byte enables.
 
     The owning block reaches fields through :meth:`f` (RW/W1C: the flop; RO/RC: a signal it
-    drives), :meth:`set_` (W1C: pulse to set) and :meth:`written` (a one-cycle strobe when
-    the PF writes that register, with the write data on :attr:`w_data`).
+    drives), :meth:`set_` (W1C: pulse to set), :meth:`written` (a one-cycle strobe after a
+    write to that register) and :meth:`writing` (the write's own cycle, when :attr:`w_data`,
+    byte enables applied, and :attr:`w_mask`, the enabled bits, hold it).
     ``blocked`` pulses with the request that was refused; ``blocked_fn``, ``blocked_addr`` and
     ``blocked_write`` say who, where and how, so the owner can count it.
 
@@ -185,17 +188,20 @@ class RegisterFile(wiring.Component):
     bus : RegBus, in
     """
 
-    def __init__(self, params, regmap, *, pf_only=True):
+    def __init__(self, params, regmap, *, pf_only=True, holes_read_zero=False):
         self.params = params
         self.regmap = regmap
         self.pf_only = pf_only
+        self.holes_read_zero = holes_read_zero
         super().__init__({"bus": In(RegBusSignature(params, regmap.addr_width))})
         self._fields = {}
         self._sets = {}
         self._strobes = {}
+        self._writing = {}
         for reg, index, _ in regmap.instances():
             key = (reg.name, index)
             self._strobes[key] = Signal(name=f"{reg.name.lower()}_{index}_written")
+            self._writing[key] = Signal(name=f"{reg.name.lower()}_{index}_writing")
             for f in reg.fields:
                 self._fields[key + (f.name,)] = Signal(
                     f.width, init=f.reset, name=f"{reg.name.lower()}_{index}_{f.name.lower()}")
@@ -203,6 +209,7 @@ class RegisterFile(wiring.Component):
                     self._sets[key + (f.name,)] = Signal(
                         name=f"{reg.name.lower()}_{index}_{f.name.lower()}_set")
         self.w_data = Signal(REG_DATA_WIDTH)
+        self.w_mask = Signal(REG_DATA_WIDTH)
         self.blocked = Signal()
         self.blocked_fn = Signal(params.fn_width)
         self.blocked_addr = Signal(regmap.addr_width)
@@ -222,7 +229,13 @@ class RegisterFile(wiring.Component):
         return self._sets[self._key(name, index) + (field,)]
 
     def written(self, name, index=None):
+        """One-cycle strobe, the cycle after an accepted write to that register."""
         return self._strobes[self._key(name, index)]
+
+    def writing(self, name, index=None):
+        """High in the cycle an accepted write to that register is requested, together with
+        :attr:`w_data` and :attr:`w_mask`: for fields whose owner decides what a write does."""
+        return self._writing[self._key(name, index)]
 
     def elaborate(self, platform):
         m = Module()
@@ -231,7 +244,7 @@ class RegisterFile(wiring.Component):
         allowed = Signal()
         m.d.comb += allowed.eq(p.fn == 0 if self.pf_only else 1)
         be_mask = Cat(*(b.replicate(8) for b in p.be))
-        m.d.comb += self.w_data.eq(p.data & be_mask)
+        m.d.comb += [self.w_data.eq(p.data & be_mask), self.w_mask.eq(be_mask)]
 
         hit_any = Signal()
         read_data = Signal(REG_DATA_WIDTH)
@@ -241,6 +254,7 @@ class RegisterFile(wiring.Component):
             hit = Signal(name=f"{reg.name.lower()}_{index}_hit")
             m.d.comb += hit.eq(req.valid & (p.addr == offset))
             do_write = hit & p.write & allowed
+            m.d.comb += self._writing[key].eq(do_write)
             m.d.sync += self._strobes[key].eq(0)
             with m.If(do_write):
                 m.d.sync += self._strobes[key].eq(1)
@@ -266,7 +280,7 @@ class RegisterFile(wiring.Component):
 
         m.d.sync += [resp.valid.eq(req.valid), resp.payload.data.eq(0), self.blocked.eq(0)]
         with m.If(req.valid):
-            with m.If(~hit_any):
+            with m.If(~hit_any if not self.holes_read_zero else Const(0)):
                 m.d.sync += resp.payload.status.eq(Status.UR)
             with m.Elif(~allowed):
                 m.d.sync += [resp.payload.status.eq(Status.BLOCKED), self.blocked.eq(1),

@@ -105,6 +105,28 @@ def cmd_docs(args):
     return 0
 
 
+def cmd_config_dump(args):
+    """Enumerate the model in simulation and print config space in `lspci -xxxx` format."""
+    from sim.backend import run_amaranth
+    from sim.host import lspci_dump
+    params = _params(args)
+    if not 0 <= args.numvfs <= params.num_vfs:
+        print(f"sriov-gpu: error: --numvfs {args.numvfs} is out of range: allowed "
+              f"0..{params.num_vfs} (TotalVFs)", file=sys.stderr)
+        return 2
+    fns = list(range(args.numvfs + 1)) if args.fn is None else [args.fn]
+    if any(not 0 <= fn <= args.numvfs for fn in fns):
+        print(f"sriov-gpu: error: --fn {args.fn} is not an enabled function: allowed "
+              f"0..{args.numvfs}", file=sys.stderr)
+        return 2
+    result = run_amaranth("config_space", params,
+                          "sim.host:enumerate_and_dump",
+                          num_vfs=args.numvfs, dump_fns=fns)
+    dumps = {int(fn): bytes.fromhex(text) for fn, text in result["dumps"].items()}
+    sys.stdout.write(lspci_dump(params, dumps))
+    return 0
+
+
 def cmd_summary(args):
     """The main job, for now: Verilog of every block, and what the model contains."""
     from amaranth.back import verilog
@@ -168,6 +190,15 @@ def build_parser():
     p.add_argument("--block", choices=list(BLOCKS), default="fb_partition")
     _add_params(p)
     p.set_defaults(func=cmd_regmap)
+
+    p = sub.add_parser("config-dump", help="enumerate in simulation and print config space "
+                       "as `lspci -xxxx` (decode it with `lspci -F FILE -vvv`)")
+    _add_params(p)
+    p.add_argument("--numvfs", type=int, default=GpuParams.num_vfs, metavar="N",
+                   help="NumVFs to enable (default: all)")
+    p.add_argument("--fn", type=int, default=None, metavar="F",
+                   help="only this function (0 = PF, n = VF n; default: all)")
+    p.set_defaults(func=cmd_config_dump)
 
     p = sub.add_parser("docs", help="regenerate the generated pages of docs/")
     p.add_argument("-o", "--output", default="docs/generated", help="output folder")

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from rtl.config_space import pf_config_map, vf_config_map
 from rtl.fb_partition import fb_partition_regmap
 from rtl.params import GpuParams
 
@@ -20,7 +21,13 @@ def generated_docs(params=None):
             f"{params.num_vfs} VFs (arrays grow with `num_vfs`). Field widths of granule "
             f"counts follow the FB size ({params.granule_width} bits here).\n\n"
             + regmap.markdown())
-    return {"fb_partition_regs.md": text}
+    pages = {"fb_partition_regs.md": text}
+    for regmap, title in ((pf_config_map(params), "PF configuration space"),
+                          (vf_config_map(params), "VF configuration space")):
+        pages[f"{regmap.name}.md"] = (
+            _HEADER + f"# {title}\n\nDword offsets (byte offset = 4 x dword); shown for "
+            f"{params.num_vfs} VFs. Offsets no register occupies read 0.\n\n" + regmap.markdown())
+    return pages
 
 
 def write_generated_docs(folder):

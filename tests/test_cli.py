@@ -14,7 +14,7 @@ def run(*args):
 
 def test_help_lists_every_command():
     out = run("--help").stdout
-    for command in ("summary", "verilog", "synth", "regmap", "docs"):
+    for command in ("summary", "verilog", "synth", "regmap", "docs", "config-dump"):
         assert command in out
 
 
@@ -53,3 +53,22 @@ def test_sizes_read_like_an_engineer_writes_them():
     assert parse_size("16MiB") == 16 << 20
     assert parse_size("8G") == 8 << 30
     assert parse_size("0x1000") == 4096
+
+
+def test_config_dump_prints_lspci_format_for_each_function():
+    proc = run("config-dump", "--vfs", "4", "--numvfs", "2")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "00:00.0 Class 0300: Device 1002:6929"
+    assert "00:00.2 Class 0300: Device 1002:692f" in lines
+    assert lines[1].startswith("00: 02 10 29 69")
+    assert sum(1 for line in lines if line.startswith("ff0: ")) == 3
+
+
+@pytest.mark.parametrize("args, says", [
+    (["config-dump", "--vfs", "4", "--numvfs", "5"], "--numvfs 5 is out of range: allowed 0..4"),
+    (["config-dump", "--vfs", "4", "--numvfs", "2", "--fn", "3"], "--fn 3 is not an enabled"),
+])
+def test_config_dump_refuses_functions_that_do_not_exist(args, says):
+    proc = run(*args)
+    assert proc.returncode == 2 and says in proc.stderr and len(proc.stderr.splitlines()) == 1

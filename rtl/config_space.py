@@ -1,0 +1,351 @@
+"""PCIe configuration space of the GPU: the PF's and every VF's, with SR-IOV and GPU-IOV.
+
+The layouts are declarative tables (:func:`pf_config_map`, :func:`vf_config_map`) from which
+the decoder hardware, the docs and the enumeration driver's offsets all come. Byte offsets of
+REFERENCE.md are dword offsets here (byte offset / 4); fields keep their bit positions within
+the dword.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .interfaces import RegBusSignature, Status, ValidSignature
+from .regmap import Access, Field, Register, RegisterFile, RegisterMap
+
+__all__ = ["ConfigSpace", "pf_config_map", "vf_config_map", "BarSpec", "bar_specs",
+           "CAP_PCIE", "EXT_ARI", "EXT_SRIOV", "EXT_VSEC", "GPU_IOV_VSEC_ID"]
+
+# Byte offsets of the capability structures (the chain: header -> PCIe; 0x100 ARI ->
+# 0x110 SR-IOV -> 0x200 GPU-IOV VSEC).
+CAP_PCIE = 0x40
+EXT_ARI = 0x100
+EXT_SRIOV = 0x110
+EXT_VSEC = 0x200
+GPU_IOV_VSEC_ID = 0x02
+
+#: Page sizes the SR-IOV capability supports: 4K, 8K, 64K, 256K, 1M, 4M (bit n = 4 KiB << n).
+SUPPORTED_PAGE_SIZES = 0x553
+
+R, RO, RW, RC = Register, Access.RO, Access.RW, Access.RC
+
+
+class BarSpec:
+    """One memory BAR: index, size in bytes, 64-bit, prefetchable, what it maps."""
+
+    def __init__(self, index, size, is64, prefetch, name):
+        self.index, self.size, self.is64, self.prefetch, self.name = \
+            index, size, is64, prefetch, name
+
+    @property
+    def type_bits(self):
+        return (0b10 << 1 if self.is64 else 0) | (int(self.prefetch) << 3)
+
+    def fields(self):
+        """The low dword: type bits (RO) and the address bits above the size (RW)."""
+        lsb = self.size.bit_length() - 1
+        return (Field("TYPE", 0, 4, RO, "memory BAR type", reset=self.type_bits),
+                Field("ADDR", lsb, 32 - lsb, RW, f"base address bits 31:{lsb}"))
+
+
+def bar_specs(params):
+    """(PF BARs, per-VF BARs). FB, doorbells, registers: the layout GIM's driver expects."""
+    pf = (BarSpec(0, params.pf_fb_aperture, True, True, "FB aperture"),
+          BarSpec(2, params.doorbell_bar_size, True, True, "doorbells"),
+          BarSpec(5, params.pf_mmio_size, False, False, "registers"))
+    vf = (BarSpec(0, params.vf_fb_aperture, True, True, "FB aperture"),
+          BarSpec(2, params.doorbell_bar_size, True, True, "doorbells"),
+          BarSpec(5, params.vf_mmio_size, False, False, "registers"))
+    return pf, vf
+
+
+def _bar_registers(prefix, first_dword, bars, doc):
+    regs = []
+    for bar in bars:
+        regs.append(R(f"{prefix}{bar.index}", first_dword + bar.index, bar.fields(),
+                      f"{doc} BAR{bar.index}: {bar.name}, {bar.size:#x} bytes"
+                      + (", 64-bit" if bar.is64 else "") + (", prefetchable" if bar.prefetch else "")))
+        if bar.is64:
+            regs.append(R(f"{prefix}{bar.index + 1}", first_dword + bar.index + 1,
+                          (Field("ADDR_HI", 0, 32, RW, "base address bits 63:32"),),
+                          f"{doc} BAR{bar.index + 1}: upper half of BAR{bar.index}"))
+    return regs
+
+
+def _header_and_pcie(params, *, vendor, device, cmd_fields, bars, vf):
+    """Type-0 header and PCI Express capability, common to the PF and VFs."""
+    d = CAP_PCIE // 4
+    regs = [
+        R("ID", 0x00, (Field("VENDOR_ID", 0, 16, RO, "", reset=vendor),
+                       Field("DEVICE_ID", 16, 16, RO, "", reset=device)),
+          "VF: all ones; the VF Device ID is in the PF's SR-IOV capability" if vf else
+          "Vendor and device"),
+        R("CMD_STATUS", 0x01, cmd_fields + (
+            Field("CAP_LIST", 20, 1, RO, "a capability list exists", reset=1),),
+          "Command and Status"),
+        R("CLASS", 0x02, (Field("REVISION", 0, 8, RO, ""),
+                          Field("CLASS_CODE", 8, 24, RO, "display controller", reset=params.class_code)),
+          "Revision and class code"),
+        R("HEADER", 0x03, (Field("CACHE_LINE", 0, 8, RO if vf else RW, ""),
+                           Field("HEADER_TYPE", 16, 8, RO, "type 0, single function")),
+          "Cache line size and header type"),
+        R("SUBSYSTEM", 0x0B, (Field("SUBSYS_VENDOR", 0, 16, RO, "", reset=params.vendor_id),
+                              Field("SUBSYS_ID", 16, 16, RO, "", reset=params.subsystem_id)),
+          "Subsystem"),
+        R("CAP_PTR", 0x0D, (Field("PTR", 0, 8, RO, "first capability", reset=CAP_PCIE),),
+          "Capabilities pointer"),
+        R("INTERRUPT", 0x0F, (Field("LINE", 0, 8, RO if vf else RW, ""),
+                              Field("PIN", 8, 8, RO, "VFs use no INTx" if vf else "INTA",
+                                    reset=0 if vf else 1)),
+          "Interrupt line and pin"),
+        R("PCIE_CAP", d, (Field("ID", 0, 8, RO, "PCI Express", reset=0x10),
+                          Field("NEXT", 8, 8, RO, "end of list"),
+                          Field("VERSION", 16, 4, RO, "", reset=2),
+                          Field("PORT_TYPE", 20, 4, RO, "PCI Express endpoint")),
+          "PCI Express capability"),
+        R("DEV_CAP", d + 1, (Field("MAX_PAYLOAD", 0, 3, RO, "256 bytes", reset=1),
+                             Field("FLR", 28, 1, RO, "function-level reset capable", reset=1)),
+          "Device capabilities"),
+        R("DEV_CTL", d + 2, (Field("CTL", 0, 15, RO if vf else RW, "device control"),
+                             Field("INITIATE_FLR", 15, 1, RC, "write 1: function-level reset; reads 0")),
+          "Device control and status"),
+        R("LINK_CAP", d + 3, (Field("SPEED", 0, 4, RO, "2.5 GT/s", reset=1),
+                              Field("WIDTH", 4, 6, RO, "x1", reset=1)),
+          "Link capabilities"),
+        R("LINK_STATUS", d + 4, (Field("SPEED", 16, 4, RO, "", reset=1),
+                                 Field("WIDTH", 20, 6, RO, "", reset=1)),
+          "Link control and status"),
+        R("ARI_HDR", EXT_ARI // 4, (Field("ID", 0, 16, RO, "ARI", reset=0x000E),
+                                    Field("VERSION", 16, 4, RO, "", reset=1),
+                                    Field("NEXT", 20, 12, RO, "", reset=0 if vf else EXT_SRIOV)),
+          "ARI extended capability"),
+        R("ARI_CAP", EXT_ARI // 4 + 1, (Field("NEXT_FN", 8, 8, RO, "no further function in this chain"),),
+          "ARI capability and control"),
+    ]
+    return regs + _bar_registers("BAR", 0x04, bars, "")
+
+
+def pf_config_map(params):
+    """The PF's configuration space (dword offsets, 4 KiB)."""
+    pf_bars, vf_bars = bar_specs(params)
+    s, v = EXT_SRIOV // 4, EXT_VSEC // 4
+    cmd = (Field("MEM_EN", 1, 1, RW, "memory space enable"),
+           Field("BUS_MASTER", 2, 1, RW, ""),
+           Field("INTX_DISABLE", 10, 1, RW, ""))
+    regs = _header_and_pcie(params, vendor=params.vendor_id, device=params.device_id,
+                            cmd_fields=cmd, bars=pf_bars, vf=False)
+    vsec_len = 0x2C + 4 * params.num_vfs
+    regs += [
+        R("SRIOV_HDR", s, (Field("ID", 0, 16, RO, "SR-IOV", reset=0x0010),
+                           Field("VERSION", 16, 4, RO, "", reset=1),
+                           Field("NEXT", 20, 12, RO, "", reset=EXT_VSEC)),
+          "SR-IOV extended capability"),
+        R("SRIOV_CAP", s + 1, (Field("MIGRATION", 0, 1, RO, "VF migration: not capable"),),
+          "SR-IOV capabilities"),
+        R("SRIOV_CTRL", s + 2, (Field("VF_ENABLE", 0, 1, RW, "VFs exist"),
+                                Field("VF_MSE", 3, 1, RW, "VF memory space enable"),
+                                Field("ARI_HIERARCHY", 4, 1, RW, "ARI capable hierarchy")),
+          "SR-IOV control and status"),
+        R("SRIOV_VFS", s + 3, (Field("INITIAL_VFS", 0, 16, RO, "", reset=params.num_vfs),
+                               Field("TOTAL_VFS", 16, 16, RO, "", reset=params.num_vfs)),
+          "InitialVFs and TotalVFs"),
+        R("SRIOV_NUM_VFS", s + 4, (Field("NUM_VFS", 0, 16, RC,
+                                         "writable while VF_ENABLE = 0; above TotalVFs refused"),),
+          "NumVFs and Function Dependency Link"),
+        R("SRIOV_ROUTING", s + 5, (Field("FIRST_VF_OFFSET", 0, 16, RO, "", reset=params.first_vf_offset),
+                                   Field("VF_STRIDE", 16, 16, RO, "", reset=params.vf_stride)),
+          "First VF Offset and VF Stride"),
+        R("SRIOV_DEVICE", s + 6, (Field("VF_DEVICE_ID", 16, 16, RO, "", reset=params.vf_device_id),),
+          "VF Device ID"),
+        R("SRIOV_PAGE_SIZES", s + 7, (Field("SUPPORTED", 0, 32, RO, "", reset=SUPPORTED_PAGE_SIZES),),
+          "Supported page sizes (bit n = 4 KiB << n)"),
+        R("SRIOV_SYSTEM_PAGE", s + 8, (Field("SIZE", 0, 32, RC,
+                                             "one supported bit; other writes refused", reset=1),),
+          "System page size"),
+    ]
+    regs += _bar_registers("VF_BAR", s + 9, vf_bars, "per-VF")
+    regs += [
+        R("VSEC_HDR", v, (Field("ID", 0, 16, RO, "vendor-specific", reset=0x000B),
+                          Field("VERSION", 16, 4, RO, "", reset=1),
+                          Field("NEXT", 20, 12, RO, "end of chain")),
+          "GPU-IOV vendor-specific extended capability"),
+        R("VSEC_ID", v + 1, (Field("VSEC_ID", 0, 16, RO, "GPU-IOV", reset=GPU_IOV_VSEC_ID),
+                             Field("REV", 16, 4, RO, "", reset=1),
+                             Field("LENGTH", 20, 12, RO, "bytes", reset=vsec_len)),
+          "VSEC header"),
+        R("GPUIOV_CMD", v + 3, (Field("COMMAND", 0, 4, RW, "IDLE_GPU 1 .. LOAD_RLCV_STATE 9"),
+                                Field("EXECUTE", 4, 1, RC, "write 1: run COMMAND; clears when done"),
+                                Field("IRQ_EN", 5, 1, RW, "interrupt when a command ends"),
+                                Field("FCN_ID", 8, 8, RW, "PF 0x00, VF x 0x80 | x"),
+                                Field("NXT_FCN_ID", 16, 8, RW, "for CONTEXT_SWITCH")),
+          "CMD_CONTROL, FCN_ID, NXT_FCN_ID"),
+        R("GPUIOV_STATUS", v + 4, (Field("CMD_STATUS", 0, 8, RC, "COMMAND_DONE 0x00, IDLING 0x11, ..."),),
+          "CMD_STATUS"),
+        R("GPUIOV_RESET", v + 5, (Field("RESET_CONTROL", 0, 8, RW, ""),), "RESET_CONTROL"),
+        R("GPUIOV_RESET_NOTE", v + 6, (Field("VALUE", 0, 32, RW, ""),), "RESET_NOTIFICATION"),
+        R("GPUIOV_VM_INIT", v + 7, (Field("VALUE", 0, 32, RW, ""),), "VM_INIT_STATUS"),
+        R("GPUIOV_CNTXT", v + 8, (Field("SIZE", 0, 7, RW, "context save area size"),
+                                  Field("LOC", 7, 1, RW, "0 FB, 1 system memory"),
+                                  Field("OFFSET", 10, 22, RW, "context save area offset")),
+          "CNTXT"),
+        R("GPUIOV_FB", v + 9, (Field("TOTAL_FB_AVAILABLE", 0, 16, RO, "16 MiB units",
+                                     reset=params.fb_size >> 24),
+                               Field("TOTAL_FB_CONSUMED", 16, 16, RC, "16 MiB units, VFs 1..NumVFs")),
+          "TOTAL_FB_AVAILABLE, TOTAL_FB_CONSUMED"),
+        R("GPUIOV_OFFSETS", v + 10, (Field("AUTO_SCH_OFFSET", 16, 8, RO, ""),
+                                     Field("DISP_OFFSET", 24, 8, RO, "")),
+          "AUTO_SCH_OFFSET, DISP_OFFSET"),
+        R("VF_FB", v + 11, (Field("SIZE", 0, 16, RW, "16 MiB units, stored as size - 1"),
+                            Field("OFFSET", 16, 16, RW, "16 MiB units")),
+          "VFn_FB_SIZE and VFn_FB_OFFSET, n = 0 for the first VF", count=params.num_vfs),
+    ]
+    return RegisterMap("pf_config", 10, regs)
+
+
+def vf_config_map(params):
+    """Every VF's configuration space: one table; the few writable bits are kept per VF."""
+    cmd = (Field("BUS_MASTER", 2, 1, RC, "kept per VF"),
+           Field("INTX_DISABLE", 10, 1, RO, "VFs have no INTx", reset=1))
+    # A VF's own BARs read 0: its apertures are the PF's SR-IOV VF BARs.
+    regs = _header_and_pcie(params, vendor=0xFFFF, device=0xFFFF, cmd_fields=cmd,
+                            bars=(), vf=True)
+    return RegisterMap("vf_config", 10, regs)
+
+
+def iov_command_layout():
+    """A GPU-IOV command as the host wrote it (REFERENCE.md section 2)."""
+    return data.StructLayout({"command": 4, "fcn_id": 8, "nxt_fcn_id": 8})
+
+
+class ConfigSpace(wiring.Component):
+    """Configuration requests to the PF and to every VF.
+
+    ``cfg.req.payload.fn`` names the *target* function (0 = PF, n = VF n), as the routing of
+    a configuration request's Routing ID gives it. The PF answers always; VF n answers only
+    while VF_ENABLE is set and n <= NumVFs; anything else answers UR (reads 0, writes dropped).
+    One request per cycle; the answer comes one cycle later.
+
+    Rules kept, as the SR-IOV specification and QEMU's model: NumVFs is writable only while
+    VF_ENABLE is 0, and a value above TotalVFs is refused (the old value stays); System Page
+    Size takes only a single supported page size; BARs are sized by writing all ones and
+    reading back the mask.
+
+    Attributes
+    ----------
+    cfg : RegBus, in
+    num_vfs, vf_enable, vf_mse, pf_mse : Signal, out
+        The enumeration state other blocks use (routing, doorbells, FB partition).
+    flr : Signal(num_vfs + 1), out
+        One-cycle pulse per function when Initiate FLR is written (bit 0: the PF).
+    iov_cmd : flow of iov_command_layout, out
+        A GPU-IOV command, the cycle after the host writes EXECUTE = 1 (ignored while one runs).
+    iov_done, iov_status : in
+        From the world switch: the command ended (EXECUTE clears); CMD_STATUS.
+    """
+
+    LATENCY = 1
+
+    def __init__(self, params):
+        self.params = params
+        self.regmap = pf_config_map(params)
+        self.vf_regmap = vf_config_map(params)
+        # Reserved and unimplemented configuration registers read 0 (PCI), not UR.
+        self.pf_regs = RegisterFile(params, self.regmap, pf_only=False, holes_read_zero=True)
+        self.vf_regs = RegisterFile(params, self.vf_regmap, pf_only=False, holes_read_zero=True)
+        super().__init__({
+            "cfg": In(RegBusSignature(params, 10)),
+            "num_vfs": Out(range(params.num_vfs + 1)),
+            "vf_enable": Out(1),
+            "vf_mse": Out(1),
+            "pf_mse": Out(1),
+            "flr": Out(params.num_fns),
+            "iov_cmd": Out(ValidSignature(iov_command_layout())),
+            "iov_done": In(1),
+            "iov_status": In(8),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        pf, vf = self.pf_regs, self.vf_regs
+        m.submodules.pf_regs = pf
+        m.submodules.vf_regs = vf
+        req = self.cfg.req
+
+        # --- Routing a request to the PF, a live VF, or nobody (UR) ------------------------
+        num_vfs = Signal(16)
+        vf_enable = pf.f("SRIOV_CTRL", "VF_ENABLE")
+        vf_live = (req.payload.fn != 0) & vf_enable & (req.payload.fn <= num_vfs)
+        for regs, selected in ((pf, req.payload.fn == 0), (vf, vf_live)):
+            m.d.comb += [regs.bus.req.payload.eq(req.payload),
+                         regs.bus.req.valid.eq(req.valid & selected)]
+        nobody = Signal()
+        m.d.sync += nobody.eq(req.valid & (req.payload.fn != 0) & ~vf_live)
+        resp = self.cfg.resp
+        m.d.comb += [
+            resp.valid.eq(pf.bus.resp.valid | vf.bus.resp.valid | nobody),
+            resp.payload.data.eq(pf.bus.resp.payload.data | vf.bus.resp.payload.data),
+            resp.payload.status.eq(Mux(nobody, Status.UR,
+                                       Mux(pf.bus.resp.valid, pf.bus.resp.payload.status,
+                                           vf.bus.resp.payload.status))),
+        ]
+
+        # --- NumVFs and System Page Size: writes the owner judges ------------------------
+        m.d.comb += pf.f("SRIOV_NUM_VFS", "NUM_VFS").eq(num_vfs)
+        with m.If(pf.writing("SRIOV_NUM_VFS") & ~vf_enable & pf.w_mask[0:16].all()):
+            with m.If(pf.w_data[0:16] <= p.num_vfs):
+                m.d.sync += num_vfs.eq(pf.w_data[0:16])
+        page = Signal(32, init=1)
+        m.d.comb += pf.f("SRIOV_SYSTEM_PAGE", "SIZE").eq(page)
+        new_page = pf.w_data
+        one_supported = ((new_page & (new_page - 1)) == 0) & \
+            ((new_page & SUPPORTED_PAGE_SIZES) == new_page) & (new_page != 0)
+        with m.If(pf.writing("SRIOV_SYSTEM_PAGE") & ~vf_enable & pf.w_mask.all() & one_supported):
+            m.d.sync += page.eq(new_page)
+
+        # --- Per-VF bits, FLR -----------------------------------------------------------
+        bus_master = Signal(p.num_fns)
+        m.d.comb += vf.f("CMD_STATUS", "BUS_MASTER").eq(bus_master.bit_select(req.payload.fn, 1))
+        with m.If(vf.writing("CMD_STATUS") & vf.w_mask[2]):
+            m.d.sync += bus_master.bit_select(req.payload.fn, 1).eq(vf.w_data[2])
+        flr = Signal(p.num_fns)
+        m.d.sync += flr.eq(0)
+        with m.If(pf.writing("DEV_CTL") & pf.w_data[15]):
+            m.d.sync += flr[0].eq(1)
+        with m.If(vf.writing("DEV_CTL") & vf.w_data[15]):
+            m.d.sync += [flr.bit_select(req.payload.fn, 1).eq(1),
+                         bus_master.bit_select(req.payload.fn, 1).eq(0)]
+        m.d.comb += self.flr.eq(flr)
+
+        # --- GPU-IOV: writing EXECUTE issues the command; it reads 1 until iov_done -------
+        executing = Signal()
+        m.d.comb += [pf.f("GPUIOV_CMD", "EXECUTE").eq(executing),
+                     pf.f("GPUIOV_STATUS", "CMD_STATUS").eq(self.iov_status)]
+        m.d.sync += self.iov_cmd.valid.eq(0)
+        new_cmd = pf.w_data
+        with m.If(self.iov_done):
+            m.d.sync += executing.eq(0)
+        with m.Elif(pf.writing("GPUIOV_CMD") & pf.w_mask[4] & new_cmd[4] & ~executing):
+            # The dword carries command, FCN_ID and NXT_FCN_ID together, as GIM writes them.
+            m.d.sync += [executing.eq(1), self.iov_cmd.valid.eq(1),
+                         self.iov_cmd.payload.command.eq(new_cmd[0:4]),
+                         self.iov_cmd.payload.fcn_id.eq(new_cmd[8:16]),
+                         self.iov_cmd.payload.nxt_fcn_id.eq(new_cmd[16:24])]
+
+        # TOTAL_FB_CONSUMED: a running sum over VFs 1..NumVFs, one VF per cycle.
+        index = Signal(range(p.num_vfs + 1))
+        acc = Signal(17)
+        total = Signal(16)
+        sizes = Array(pf.f("VF_FB", "SIZE", n) for n in range(p.num_vfs))
+        with m.If(index == p.num_vfs - 1):
+            m.d.sync += [index.eq(0), acc.eq(0),
+                         total.eq(acc + Mux(index < num_vfs, sizes[index] + 1, 0))]
+        with m.Else():
+            m.d.sync += [index.eq(index + 1),
+                         acc.eq(acc + Mux(index < num_vfs, sizes[index] + 1, 0))]
+        m.d.comb += pf.f("GPUIOV_FB", "TOTAL_FB_CONSUMED").eq(total)
+
+        m.d.comb += [self.num_vfs.eq(num_vfs), self.vf_enable.eq(vf_enable),
+                     self.vf_mse.eq(pf.f("SRIOV_CTRL", "VF_MSE")),
+                     self.pf_mse.eq(pf.f("CMD_STATUS", "MEM_EN"))]
+        return m
