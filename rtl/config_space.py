@@ -122,7 +122,7 @@ def _header_and_pcie(params, *, vendor, device, cmd_fields, bars, vf):
         R("ARI_CAP", EXT_ARI // 4 + 1, (Field("NEXT_FN", 8, 8, RO, "no further function in this chain"),),
           "ARI capability and control"),
     ]
-    return regs + _bar_registers("BAR", 0x04, bars, "")
+    return regs + _bar_registers("BAR", 0x04, bars, "VF" if vf else "PF")
 
 
 def pf_config_map(params):
