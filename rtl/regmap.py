@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In
 
 from .interfaces import REG_DATA_WIDTH, RegBusSignature, Status
 
-__all__ = ["Access", "Field", "Register", "RegisterMap", "RegisterFile"]
+__all__ = ["Access", "Scope", "Field", "Register", "RegisterMap", "RegisterFile"]
 
 
 class Access(enum.Enum):
@@ -25,6 +25,13 @@ class Access(enum.Enum):
     RO = "RO"     #: read-only, value driven by the owning block
     W1C = "W1C"   #: flop set by the owning block, cleared by writing 1
     RC = "RO/WC"  #: read-only, value driven by the owning block; any write tells it to clear
+
+
+class Scope(enum.Enum, shape=2):
+    """Who may reach a register (DESIGN.md, register decode)."""
+    PF_ONLY = 0        #: the PF only; a VF access is BLOCKED (write dropped, read 0)
+    VF_PRIVATE = 1     #: one bank per VF, reachable by that VF (and the PF) only
+    OWNER_SHARED = 2   #: one physical set, reachable by the PF and the VF that owns the GPU
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,9 @@ class Register:
     count: int = 1
     first: int = 0
     stride: int = 1
+    scope: Scope = Scope.PF_ONLY
+    #: Where the value lives: "flops" (a RegisterFile) or another bank the block implements.
+    bank: str = "flops"
 
     def __post_init__(self):
         used = 0
@@ -107,6 +117,17 @@ class RegisterMap:
                                      f"offset {offset:#x}")
                 taken[offset] = f"{reg.name}[{index}]"
 
+    def subset(self, name, keep):
+        """A map of the registers for which ``keep(register)`` holds, offsets unchanged."""
+        return RegisterMap(name, self.addr_width, [r for r in self.registers if keep(r)])
+
+    def find(self, offset):
+        """(register, index) at a dword offset, or None."""
+        for reg, index, at in self.instances():
+            if at == offset:
+                return reg, index
+        return None
+
     def __getitem__(self, name):
         try:
             return self._by_name[name]
@@ -140,8 +161,9 @@ class RegisterMap:
 
     def markdown(self):
         """The register table for docs/: one row per field."""
-        lines = [f"| offset (dword) | byte | register | field | bits | access | reset | description |",
-                 f"|---|---|---|---|---|---|---|---|"]
+        scoped = any(r.scope is not Scope.PF_ONLY for r in self.registers)
+        lines = ["| offset (dword) | byte | register | field | bits | access | reset | description |",
+                 "|---|---|---|---|---|---|---|---|"]
         for reg in self.registers:
             if reg.count == 1:
                 where = f"{reg.offset:#05x}"
@@ -151,7 +173,8 @@ class RegisterMap:
                         f"{reg.offset:#05x} + {reg.stride}·n"
                 title = f"{reg.name}[n], n = {reg.first}..{reg.first + reg.count - 1}"
             byte = f"{reg.offset * 4:#06x}"
-            lines.append(f"| {where} | {byte} | **{title}** | | | | | {reg.doc} |")
+            scope = f" *({reg.scope.name.lower().replace('_', '-')})*" if scoped else ""
+            lines.append(f"| {where} | {byte} | **{title}**{scope} | | | | | {reg.doc} |")
             for f in reg.fields:
                 bits = f"{f.lsb + f.width - 1}:{f.lsb}" if f.width > 1 else f"{f.lsb}"
                 lines.append(f"| | | | {f.name} | {bits} | {f.access.value} | {f.reset:#x} | {f.doc} |")
@@ -171,7 +194,8 @@ class RegisterFile(wiring.Component):
 
     One request per cycle; each is answered exactly one cycle later on ``bus.resp``:
     OK with the read data, UR for an offset no register occupies, or BLOCKED for a requester
-    other than the PF when ``pf_only`` (the write is dropped and the read returns 0). With
+    other than the PF when ``pf_only``, or one ``permit`` refuses for the register's scope
+    (the write is dropped and the read returns 0). With
     ``holes_read_zero`` (configuration space), an offset no register occupies answers OK and
     reads 0 instead of UR.
     Writes honour the byte enables.
@@ -188,11 +212,14 @@ class RegisterFile(wiring.Component):
     bus : RegBus, in
     """
 
-    def __init__(self, params, regmap, *, pf_only=True, holes_read_zero=False):
+    def __init__(self, params, regmap, *, pf_only=True, holes_read_zero=False, permit=None):
         self.params = params
         self.regmap = regmap
         self.pf_only = pf_only
         self.holes_read_zero = holes_read_zero
+        #: permit(scope, request payload) -> Value: may this request touch a register of
+        #: that scope? Default: the PF only (``pf_only``) or anyone.
+        self.permit = permit
         super().__init__({"bus": In(RegBusSignature(params, regmap.addr_width))})
         self._fields = {}
         self._sets = {}
@@ -241,8 +268,12 @@ class RegisterFile(wiring.Component):
         m = Module()
         req, resp = self.bus.req, self.bus.resp
         p = req.payload
+        if self.permit is None:
+            permits = {scope: (p.fn == 0) if self.pf_only else Const(1) for scope in Scope}
+        else:
+            permits = {scope: self.permit(scope, p) for scope in Scope}
         allowed = Signal()
-        m.d.comb += allowed.eq(p.fn == 0 if self.pf_only else 1)
+        allowed_terms = []
         be_mask = Cat(*(b.replicate(8) for b in p.be))
         m.d.comb += [self.w_data.eq(p.data & be_mask), self.w_mask.eq(be_mask)]
 
@@ -253,7 +284,8 @@ class RegisterFile(wiring.Component):
             key = (reg.name, index)
             hit = Signal(name=f"{reg.name.lower()}_{index}_hit")
             m.d.comb += hit.eq(req.valid & (p.addr == offset))
-            do_write = hit & p.write & allowed
+            allowed_terms.append(hit & permits[reg.scope])
+            do_write = hit & p.write & permits[reg.scope]
             m.d.comb += self._writing[key].eq(do_write)
             m.d.sync += self._strobes[key].eq(0)
             with m.If(do_write):
@@ -274,6 +306,7 @@ class RegisterFile(wiring.Component):
                         m.d.sync += sig.eq(sig & ~(wbits & wmask))
             read_terms.append((hit, word))
         m.d.comb += hit_any.eq(Cat(*(h for h, _ in read_terms)).any())
+        m.d.comb += allowed.eq(Cat(*allowed_terms).any() if allowed_terms else 0)
         # AND-OR read fan-in: every unselected register contributes zero.
         m.d.comb += read_data.eq(_or_tree([word & hit.replicate(REG_DATA_WIDTH)
                                            for hit, word in read_terms]))
@@ -282,7 +315,7 @@ class RegisterFile(wiring.Component):
         with m.If(req.valid):
             with m.If(~hit_any if not self.holes_read_zero else Const(0)):
                 m.d.sync += resp.payload.status.eq(Status.UR)
-            with m.Elif(~allowed):
+            with m.Elif(hit_any & ~allowed):
                 m.d.sync += [resp.payload.status.eq(Status.BLOCKED), self.blocked.eq(1),
                              self.blocked_fn.eq(p.fn), self.blocked_addr.eq(p.addr),
                              self.blocked_write.eq(p.write)]

@@ -139,6 +139,10 @@ def test_enumeration_works_for_1_16_and_64_vfs(vfs):
     assert u32(dumps[vfs], 0) == 0xFFFFFFFF               # the last VF answers
 
 
+def test_reserved_config_registers_read_zero():
+    run_amaranth("config_space", P4, BENCH + "reserved_registers_read_zero")
+
+
 def test_numvfs_is_refused_above_totalvfs_and_while_enabled():
     run_amaranth("config_space", P4, BENCH + "numvfs_rules")
 
@@ -154,6 +158,7 @@ def test_cocotb_config_space_matches_amaranth_byte_for_byte(simulator):
     assert result == json.loads(json.dumps(amaranth))     # cocotb's result came through JSON
 
 
-@pytest.mark.parametrize("body", ["numvfs_rules", "system_page_size_takes_one_supported_size"])
+@pytest.mark.parametrize("body", ["numvfs_rules", "system_page_size_takes_one_supported_size",
+                                  "reserved_registers_read_zero"])
 def test_cocotb_config_rules_hold(simulator, body):
     run_cocotb(simulator, "config_space", P4, BENCH + body, test_name=body)

@@ -35,3 +35,16 @@ async def system_page_size_takes_one_supported_size(tb, params):
         after = (await cfg.read(0, "SRIOV_SYSTEM_PAGE"))["SIZE"]
         assert after == (value if accepted else before), (value, before, after)
     return {"ok": True}
+
+
+async def reserved_registers_read_zero(tb, params):
+    """Offsets no register occupies answer OK, read 0 and ignore writes (PCI), on PF and VF."""
+    cfg = ConfigDriver(tb, params)
+    await cfg.write(0, "SRIOV_NUM_VFS", NUM_VFS=1)
+    await cfg.write(0, "SRIOV_CTRL", VF_ENABLE=1)
+    for fn in (0, 1):
+        for dword in (0x19, 0x3F, 0x3FF):          # DevCap2, end of header space, last dword
+            assert cfg._map(fn).find(dword) is None
+            assert await cfg.write_dword(fn, dword, 0xFFFFFFFF) == Status.OK
+            assert await cfg.read_dword(fn, dword) == (Status.OK, 0), (fn, hex(dword))
+    return {"ok": True}
