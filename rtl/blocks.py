@@ -2,6 +2,8 @@
 
 from .config_space import ConfigSpace
 from .fb_partition import FbPartition
+from .mmio import MmioDecode
+from .routing import Router
 
 __all__ = ["BLOCKS", "make_block"]
 
@@ -9,6 +11,8 @@ __all__ = ["BLOCKS", "make_block"]
 BLOCKS = {
     "fb_partition": FbPartition,
     "config_space": ConfigSpace,
+    "mmio_decode": MmioDecode,
+    "router": Router,
 }
 
 

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from .interfaces import RegBusSignature, Status, ValidSignature
 from .regmap import Access, Field, Register, RegisterFile, RegisterMap
 
-__all__ = ["ConfigSpace", "pf_config_map", "vf_config_map", "BarSpec", "bar_specs",
+__all__ = ["ConfigSpace", "pf_config_map", "vf_config_map", "BarSpec", "bar_specs", "BAR_INDICES",
            "CAP_PCIE", "EXT_ARI", "EXT_SRIOV", "EXT_VSEC", "GPU_IOV_VSEC_ID"]
 
 # Byte offsets of the capability structures (the chain: header -> PCIe; 0x100 ARI ->
@@ -23,6 +23,9 @@ EXT_ARI = 0x100
 EXT_SRIOV = 0x110
 EXT_VSEC = 0x200
 GPU_IOV_VSEC_ID = 0x02
+
+#: The memory BARs, in the order of the ``pf_bars`` / ``vf_bars`` ports and of routing results.
+BAR_INDICES = (0, 2, 5)
 
 #: Page sizes the SR-IOV capability supports: 4K, 8K, 64K, 256K, 1M, 4M (bit n = 4 KiB << n).
 SUPPORTED_PAGE_SIZES = 0x553
@@ -237,6 +240,9 @@ class ConfigSpace(wiring.Component):
         The enumeration state other blocks use (routing, doorbells, FB partition).
     flr : Signal(num_vfs + 1), out
         One-cycle pulse per function when Initiate FLR is written (bit 0: the PF).
+    pf_bars, vf_bars : ArrayLayout(64, 3), out
+        Base addresses of BAR0 (FB), BAR2 (doorbells), BAR5 (registers): the PF's, and the
+        VF BARs of the SR-IOV capability (VF n's aperture is base + (n - 1) * size).
     iov_cmd : flow of iov_command_layout, out
         A GPU-IOV command, the cycle after the host writes EXECUTE = 1 (ignored while one runs).
     iov_done, iov_status : in
@@ -259,6 +265,8 @@ class ConfigSpace(wiring.Component):
             "vf_mse": Out(1),
             "pf_mse": Out(1),
             "flr": Out(params.num_fns),
+            "pf_bars": Out(data.ArrayLayout(64, len(BAR_INDICES))),
+            "vf_bars": Out(data.ArrayLayout(64, len(BAR_INDICES))),
             "iov_cmd": Out(ValidSignature(iov_command_layout())),
             "iov_done": In(1),
             "iov_status": In(8),
@@ -344,6 +352,15 @@ class ConfigSpace(wiring.Component):
             m.d.sync += [index.eq(index + 1),
                          acc.eq(acc + Mux(index < num_vfs, sizes[index] + 1, 0))]
         m.d.comb += pf.f("GPUIOV_FB", "TOTAL_FB_CONSUMED").eq(total)
+
+        # BAR base addresses, as programmed, for routing.
+        pf_specs, vf_specs = bar_specs(p)
+        for port, prefix, specs in ((self.pf_bars, "BAR", pf_specs),
+                                    (self.vf_bars, "VF_BAR", vf_specs)):
+            for k, bar in enumerate(specs):
+                lsb = bar.size.bit_length() - 1
+                high = pf.f(f"{prefix}{bar.index + 1}", "ADDR_HI") if bar.is64 else Const(0, 32)
+                m.d.comb += port[k].eq(Cat(Const(0, lsb), pf.f(f"{prefix}{bar.index}", "ADDR"), high))
 
         m.d.comb += [self.num_vfs.eq(num_vfs), self.vf_enable.eq(vf_enable),
                      self.vf_mse.eq(pf.f("SRIOV_CTRL", "VF_MSE")),

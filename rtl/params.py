@@ -64,6 +64,8 @@ class GpuParams:
         Doorbell BAR size of every function, a power of two, at least 4 KiB (default 4 KiB).
     pf_mmio_size, vf_mmio_size : int
         Register BAR sizes, powers of two, at least 4 KiB (defaults 256 KiB and 64 KiB).
+    shared_regs : int
+        Owner-shared engine state registers (the one physical set all VFs share), 1..256.
     """
 
     num_vfs: int = 16
@@ -83,6 +85,7 @@ class GpuParams:
     doorbell_bar_size: int = 4 * KiB
     pf_mmio_size: int = 256 * KiB
     vf_mmio_size: int = 64 * KiB
+    shared_regs: int = 16
 
     def __post_init__(self):
         for f in fields(self):
@@ -117,6 +120,10 @@ class GpuParams:
             raise ParamError(f"first_vf_offset={self.first_vf_offset} with vf_stride="
                              f"{self.vf_stride} puts VF {self.num_vfs} at function {last}: "
                              f"at most 255")
+        self._check_range("shared_regs", 1, 256)
+        if self.pf_mmio_size < 32 * KiB or self.vf_mmio_size < 4 * KiB:
+            raise ParamError(f"pf_mmio_size={self.pf_mmio_size} must be at least 32 KiB "
+                             f"(the PF-only registers start at byte 0x4000)")
         for name in ("pf_fb_aperture", "doorbell_bar_size", "pf_mmio_size", "vf_mmio_size"):
             value = getattr(self, name)
             if not _is_pow2(value) or not 4 * KiB <= value <= 1 << 40:

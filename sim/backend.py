@@ -2,8 +2,9 @@
 
 A test body is ``async def body(tb, params, **kwargs)`` written against :class:`Bench`:
 
-- ``tb.set(port, value)`` drives an input port: an int, or a dict of fields for a port whose
-  shape is a ``lib.data`` layout (packed by that same layout, so both backends agree);
+- ``tb.set(port, value)`` drives an input port: an int, or a dict of fields (a list of
+  elements) for a port whose shape is a ``lib.data`` struct (array) layout, packed by that
+  same layout, so both backends agree;
 - ``await tb.tick(n)`` lets ``n`` clock edges pass;
 - ``tb.get(port)`` reads a port after the last edge: an int, or a ``data.Const`` view for a
   layout-shaped port (``tb.get("result__payload").status`` is a :class:`~rtl.interfaces.Status`).
@@ -44,7 +45,7 @@ def _port_map(component):
 
 
 def _pack(member, value):
-    if isinstance(value, Mapping):
+    if isinstance(value, (Mapping, list, tuple)):   # a struct's fields or an array's elements
         return data.Const.as_bits(member.shape.const(value))
     return int(value.value) if hasattr(value, "value") and not isinstance(value, int) else int(value)
 

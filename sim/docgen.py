@@ -4,6 +4,7 @@ from pathlib import Path
 
 from rtl.config_space import pf_config_map, vf_config_map
 from rtl.fb_partition import fb_partition_regmap
+from rtl.mmio import mmio_regmap
 from rtl.params import GpuParams
 
 __all__ = ["generated_docs", "write_generated_docs"]
@@ -27,6 +28,12 @@ def generated_docs(params=None):
         pages[f"{regmap.name}.md"] = (
             _HEADER + f"# {title}\n\nDword offsets (byte offset = 4 x dword); shown for "
             f"{params.num_vfs} VFs. Offsets no register occupies read 0.\n\n" + regmap.markdown())
+    regmap = mmio_regmap(params)
+    pages["mmio_regs.md"] = (
+        _HEADER + f"# Register BAR (MMIO)\n\nDword offsets in the register BAR; scope in "
+        f"italics after each name; shown for {params.num_vfs} VFs and {params.shared_regs} "
+        f"owner-shared registers. Offsets no register occupies answer UR.\n\n"
+        + regmap.markdown())
     return pages
 
 

@@ -112,6 +112,11 @@ async def enumerate_and_dump(tb, params, num_vfs, dump_fns=None):
     cfg = ConfigDriver(tb, params)
     fns = range(num_vfs + 1) if dump_fns is None else dump_fns
     dumps = {str(fn): (await cfg.dump(fn)).hex() for fn in fns}
+    # What the config space tells routing: the BAR bases it drives on its ports.
+    info["ports"] = {"pf_bars": [int(x) for x in tb.get("pf_bars")],
+                     "vf_bars": [int(x) for x in tb.get("vf_bars")],
+                     "num_vfs": tb.get("num_vfs"), "vf_enable": tb.get("vf_enable"),
+                     "vf_mse": tb.get("vf_mse"), "pf_mse": tb.get("pf_mse")}
     return {"info": {k: ({str(i): v for i, v in val.items()} if isinstance(val, dict) else val)
                      for k, val in info.items()}, "dumps": dumps}
 

@@ -96,6 +96,14 @@ def test_gpu_iov_registers_sit_at_the_gim_offsets(enumerated):
     assert pf[v + 0x10] == 0x00                           # CMD_STATUS: COMMAND_DONE
 
 
+def test_config_space_tells_routing_what_enumeration_assigned(enumerated):
+    info, _ = enumerated
+    ports = info["ports"]
+    assert ports["pf_bars"] == [info["pf_bars"][k][0] for k in ("0", "2", "5")]
+    assert ports["vf_bars"] == [info["vf_bars"][k][0] for k in ("0", "2", "5")]
+    assert (ports["num_vfs"], ports["vf_enable"], ports["vf_mse"], ports["pf_mse"]) == (2, 1, 1, 1)
+
+
 def test_vf_reads_all_ones_as_its_ids(enumerated):
     _, dumps = enumerated
     assert u32(dumps[1], 0) == 0xFFFFFFFF and u32(dumps[2], 0) == 0xFFFFFFFF
@@ -141,6 +149,13 @@ def test_enumeration_works_for_1_16_and_64_vfs(vfs):
 
 def test_reserved_config_registers_read_zero():
     run_amaranth("config_space", P4, BENCH + "reserved_registers_read_zero")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_malformed_config_writes_leave_the_device_consistent(seed):
+    got = run_amaranth("config_space", P4, BENCH + "malformed_writes_leave_the_device_consistent",
+                       seed=seed, writes=400)
+    assert got["refused"] > 0
 
 
 def test_numvfs_is_refused_above_totalvfs_and_while_enabled():

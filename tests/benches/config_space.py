@@ -48,3 +48,49 @@ async def reserved_registers_read_zero(tb, params):
             assert await cfg.write_dword(fn, dword, 0xFFFFFFFF) == Status.OK
             assert await cfg.read_dword(fn, dword) == (Status.OK, 0), (fn, hex(dword))
     return {"ok": True}
+
+
+async def malformed_writes_leave_the_device_consistent(tb, params, seed, writes):
+    """Random configuration writes (any target, any offset, any data and byte enables):
+    every read-only bit stays as it was, NumVFs never exceeds TotalVFs, System Page Size stays
+    one supported size, absent functions answer UR."""
+    from random import Random
+    from rtl.regmap import Access
+    rng = Random(seed)
+    cfg = ConfigDriver(tb, params)
+    await cfg.write(0, "SRIOV_NUM_VFS", NUM_VFS=params.num_vfs)
+    await cfg.write(0, "SRIOV_CTRL", VF_ENABLE=1)
+    snapshot = {0: await cfg.dump(0), 1: await cfg.dump(1)}
+
+    def writable_mask(fn, dword):
+        found = cfg._map(fn).find(dword)
+        if found is None:
+            return 0
+        return sum(f.mask for f in found[0].fields if f.access is not Access.RO)
+
+    offsets = [off for _, _, off in cfg.pf_map.instances()]
+    refused = 0
+    for _ in range(writes):
+        fn = rng.choice([0, 0, 0, 1, params.num_vfs, (1 << params.fn_width) - 1])
+        dword = rng.choice(offsets) if rng.random() < 0.8 else rng.randrange(1024)
+        data = rng.choice([0xFFFFFFFF, 0, rng.getrandbits(32), params.num_vfs + 1, 0x3])
+        status = await cfg.write_dword(fn, dword, data, be=rng.choice([0xF, 0xF, rng.getrandbits(4)]))
+        live = fn == 0 or ((await cfg.read(0, "SRIOV_CTRL"))["VF_ENABLE"] and
+                           fn <= (await cfg.read(0, "SRIOV_NUM_VFS"))["NUM_VFS"])
+        assert status == (Status.OK if live else Status.UR), (fn, dword, status)
+        refused += status != Status.OK
+        num = (await cfg.read(0, "SRIOV_NUM_VFS"))["NUM_VFS"]
+        assert num <= params.num_vfs
+        page = (await cfg.read(0, "SRIOV_SYSTEM_PAGE"))["SIZE"]
+        assert page and page & (page - 1) == 0 and page & 0x553
+    vf1_live = (await cfg.read(0, "SRIOV_CTRL"))["VF_ENABLE"] and \
+        (await cfg.read(0, "SRIOV_NUM_VFS"))["NUM_VFS"] >= 1
+    for fn in (0, 1) if vf1_live else (0,):
+        now = await cfg.dump(fn)
+        for dword in range(1024):
+            was = int.from_bytes(snapshot[fn][4 * dword:4 * dword + 4], "little")
+            is_ = int.from_bytes(now[4 * dword:4 * dword + 4], "little")
+            fixed = ~writable_mask(fn, dword) & 0xFFFFFFFF
+            assert was & fixed == is_ & fixed, \
+                f"function {fn} dword {dword:#x}: read-only bits {was & fixed:#x} -> {is_ & fixed:#x}"
+    return {"refused": refused}
