@@ -4,6 +4,7 @@ from .config_space import ConfigSpace
 from .fb_partition import FbPartition
 from .mmio import MmioDecode
 from .routing import Router
+from .save_restore import ContextMover
 
 __all__ = ["BLOCKS", "make_block"]
 
@@ -13,6 +14,7 @@ BLOCKS = {
     "config_space": ConfigSpace,
     "mmio_decode": MmioDecode,
     "router": Router,
+    "context_mover": ContextMover,
 }
 
 

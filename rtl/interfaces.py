@@ -6,14 +6,14 @@ widths follow the one parameter object; two signatures built from equal paramete
 """
 
 from amaranth.hdl import unsigned
-from amaranth.lib import data, enum, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = [
     "Status", "FbOrigin", "Violation",
     "fb_access_layout", "fb_result_layout", "FbAccessSignature", "FbResultSignature",
     "reg_request_layout", "reg_response_layout", "RegBusSignature", "REG_DATA_WIDTH",
-    "ValidSignature",
+    "ValidSignature", "fb_mem_request_layout", "FbMemSignature",
 ]
 
 #: Registers are 32-bit dwords, as PCIe MMIO and config space.
@@ -86,6 +86,24 @@ def FbAccessSignature(params):
 def FbResultSignature(params):
     """A stream of checked FB accesses, one per cycle; the consumer must take each."""
     return ValidSignature(fb_result_layout(params))
+
+
+def fb_mem_request_layout(params):
+    """A request on the FB memory port: byte address, write flag, one ``mem_width`` data beat."""
+    return data.StructLayout({
+        "addr":  unsigned(params.fb_addr_width),
+        "write": unsigned(1),
+        "data":  unsigned(params.mem_width),
+    })
+
+
+def FbMemSignature(params):
+    """The FB memory port, initiator side: valid/ready requests; read data returns in request
+    order on ``resp``, which has no back-pressure (the initiator bounds its reads in flight)."""
+    return wiring.Signature({
+        "req":  Out(stream.Signature(fb_mem_request_layout(params))),
+        "resp": In(ValidSignature(data.StructLayout({"data": unsigned(params.mem_width)}))),
+    })
 
 
 def reg_request_layout(params, addr_width):

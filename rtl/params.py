@@ -66,6 +66,16 @@ class GpuParams:
         Register BAR sizes, powers of two, at least 4 KiB (defaults 256 KiB and 64 KiB).
     shared_regs : int
         Owner-shared engine state registers (the one physical set all VFs share), 1..256.
+    ctx_words : int
+        Engine-state memory of the modeled GPU engine, in ``mem_width``-bit words, 1..2**20
+        (default 64: 1 KiB at 128 bits). Saved and restored with the shared registers.
+    mem_width : int
+        FB memory port data width in bits: 64, 128, 256 or 512 (default 128).
+    mem_latency : int
+        Read latency of the FB memory, cycles, 1..1000 (default 10): used by the memory model
+        in sim/ and the analytic cost model; the RTL works with any latency.
+    mem_outstanding : int
+        Reads the save/restore engine keeps in flight, 1..1024 (default 32).
     """
 
     num_vfs: int = 16
@@ -86,6 +96,10 @@ class GpuParams:
     pf_mmio_size: int = 256 * KiB
     vf_mmio_size: int = 64 * KiB
     shared_regs: int = 16
+    ctx_words: int = 64
+    mem_width: int = 128
+    mem_latency: int = 10
+    mem_outstanding: int = 32
 
     def __post_init__(self):
         for f in fields(self):
@@ -121,6 +135,11 @@ class GpuParams:
                              f"{self.vf_stride} puts VF {self.num_vfs} at function {last}: "
                              f"at most 255")
         self._check_range("shared_regs", 1, 256)
+        self._check_range("ctx_words", 1, 1 << 20)
+        if self.mem_width not in (64, 128, 256, 512):
+            raise ParamError(f"mem_width={self.mem_width} must be 64, 128, 256 or 512")
+        self._check_range("mem_latency", 1, 1000)
+        self._check_range("mem_outstanding", 1, 1024)
         if self.pf_mmio_size < 32 * KiB or self.vf_mmio_size < 4 * KiB:
             raise ParamError(f"pf_mmio_size={self.pf_mmio_size} must be at least 32 KiB "
                              f"(the PF-only registers start at byte 0x4000)")
@@ -162,6 +181,20 @@ class GpuParams:
     def fb_addr_width(self):
         """Bits of a byte address into FB."""
         return (self.fb_size - 1).bit_length()
+
+    @property
+    def shared_beats(self):
+        """Memory beats holding the owner-shared registers (32 bits each, packed)."""
+        return -(-self.shared_regs * 32 // self.mem_width)
+
+    @property
+    def ctx_beats(self):
+        """Memory beats of one function's whole context: shared registers, engine state."""
+        return self.shared_beats + self.ctx_words
+
+    @property
+    def ctx_bytes(self):
+        return self.ctx_beats * self.mem_width // 8
 
     def with_(self, **changes):
         """A copy with some parameters changed (validated again)."""

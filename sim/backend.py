@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import json
 import os
+import re
 from collections.abc import Mapping
 
 from amaranth.hdl import Value
@@ -170,6 +171,19 @@ def run_amaranth(block, params, body, vcd=None, **kwargs):
     return outcome["result"]
 
 
+# Yosys gives every module a trigger register that all its `always @*` blocks read, so that
+# they evaluate once at start. Icarus applies the `= 0` initializer without an event, so a
+# block whose inputs never change (registers that stay at their initial value) is never
+# evaluated and its output stays X. Toggling the trigger once, before the first clock edge,
+# does what Yosys intends. FIXME: drop when Yosys or Icarus handles this.
+_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
+                      re.MULTILINE)
+
+
+def _icarus_start_trigger(text):
+    return _TRIGGER.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #1 {m.group(2)} = 1;", text)
+
+
 def _build_dir(simulator, block, verilog_text):
     digest = hashlib.sha256(verilog_text.encode()).hexdigest()[:12]
     return BUILD_DIR / "cocotb" / simulator / f"{block}-{digest}"
@@ -189,6 +203,8 @@ def run_cocotb(simulator, block, params, body, test_name="bench", waves=False, *
     if simulator == "verilator":
         setup_verilator()
     text = verilog.convert(make_block(block, params), name=block, emit_src=False)
+    if simulator == "icarus":
+        text = _icarus_start_trigger(text)
     build_dir = _build_dir(simulator, block, text)
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{block}.v"

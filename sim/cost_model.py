@@ -1,0 +1,39 @@
+"""Analytic cost of saving and restoring a context: cycles from the parameters alone.
+
+B = context beats = ceil(shared_regs * 32 / W) + ctx_words (W = mem_width bits),
+L = memory read latency, O = reads in flight. With a memory port that is always ready:
+
+- SAVE = B + 1: one write per cycle, plus the cycle that fetches the first beat.
+- LOAD = B + L when O > L: one read per cycle, the last one answered L cycles later.
+  When O <= L the window binds: O reads go out, then the next waits for the first answer,
+  so each group of O reads costs L + 1 cycles: LOAD = 1 + g (L + 1) + j + L with
+  g, j = divmod(B - 1, O).
+
+These are exact for the RTL (tests assert them) and are the bandwidth bound plus a fixed
+overhead: SAVE = ceil(bits/W) + 1, LOAD = ceil(bits/W) + L when enough reads are in flight.
+"""
+
+__all__ = ["context_beats", "save_cycles", "load_cycles", "bandwidth_bound"]
+
+
+def context_beats(params):
+    return params.ctx_beats
+
+
+def save_cycles(params):
+    return params.ctx_beats + 1
+
+
+def load_cycles(params, latency=None):
+    latency = params.mem_latency if latency is None else latency
+    beats, window = params.ctx_beats, params.mem_outstanding
+    if window > latency:
+        return beats + latency
+    groups, rest = divmod(beats - 1, window)
+    return 1 + groups * (latency + 1) + rest + latency
+
+
+def bandwidth_bound(params):
+    """Beats each way if the port moved one beat every cycle: ceil(context bits / W)."""
+    bits = params.shared_regs * 32 + params.ctx_words * params.mem_width
+    return -(-bits // params.mem_width)
