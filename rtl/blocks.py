@@ -1,6 +1,7 @@
 """Every block the CLI and the simulation layer can build, by name."""
 
 from .config_space import ConfigSpace
+from .doorbell import DoorbellArbiter
 from .fb_partition import FbPartition
 from .mmio import MmioDecode
 from .routing import Router
@@ -15,6 +16,7 @@ BLOCKS = {
     "mmio_decode": MmioDecode,
     "router": Router,
     "context_mover": ContextMover,
+    "doorbell_arbiter": DoorbellArbiter,
 }
 
 

@@ -76,6 +76,12 @@ class GpuParams:
         in sim/ and the analytic cost model; the RTL works with any latency.
     mem_outstanding : int
         Reads the save/restore engine keeps in flight, 1..1024 (default 32).
+    doorbells_per_fn : int
+        Doorbells of each function (dwords at the start of its doorbell BAR), 1..64 (default 8).
+    doorbell_ports : int
+        Doorbell writes the arbiter accepts per cycle (ingress ports), 1..4 (default 1).
+    doorbell_value_width : int
+        Bits of a doorbell value (a ring write pointer), 8..32 (default 32).
     """
 
     num_vfs: int = 16
@@ -100,6 +106,9 @@ class GpuParams:
     mem_width: int = 128
     mem_latency: int = 10
     mem_outstanding: int = 32
+    doorbells_per_fn: int = 8
+    doorbell_ports: int = 1
+    doorbell_value_width: int = 32
 
     def __post_init__(self):
         for f in fields(self):
@@ -140,6 +149,12 @@ class GpuParams:
             raise ParamError(f"mem_width={self.mem_width} must be 64, 128, 256 or 512")
         self._check_range("mem_latency", 1, 1000)
         self._check_range("mem_outstanding", 1, 1024)
+        self._check_range("doorbells_per_fn", 1, 64)
+        self._check_range("doorbell_ports", 1, 4)
+        self._check_range("doorbell_value_width", 8, 32)
+        if self.doorbells_per_fn * 4 > self.doorbell_bar_size:
+            raise ParamError(f"doorbells_per_fn={self.doorbells_per_fn} does not fit the "
+                             f"{self.doorbell_bar_size}-byte doorbell BAR")
         if self.pf_mmio_size < 32 * KiB or self.vf_mmio_size < 4 * KiB:
             raise ParamError(f"pf_mmio_size={self.pf_mmio_size} must be at least 32 KiB "
                              f"(the PF-only registers start at byte 0x4000)")

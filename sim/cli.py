@@ -155,8 +155,33 @@ def cmd_summary(args):
         regs = sum(1 for _ in block.regmap.instances()) if hasattr(block, "regmap") else 0
         doc = (block.__doc__ or "").strip().splitlines()[0]
         print(f"  {name}: {doc}")
-        print(f"    {n_ports} ports, {regs} registers, latency {block.LATENCY} cycle(s); "
+        latency = "data-dependent" if block.LATENCY is None else f"{block.LATENCY} cycle(s)"
+        print(f"    {n_ports} ports, {regs} registers, latency {latency}; "
               f"Verilog {path} ({len(text.splitlines())} lines, {time.monotonic() - t0:.1f} s)")
+    return 0
+
+
+def cmd_bench_doorbell(args):
+    """Doorbell arbiter: throughput, waits under saturation, Jain's index (measured cycles)."""
+    from sim import bench_doorbell
+    if args.cycles < 100:
+        raise ParamError(f"--cycles={args.cycles} is too short to measure; use 100 or more")
+    bad = [n for n in args.vfs_list if not 1 <= n <= 64]
+    if bad:
+        raise ParamError(f"--vfs-list: {bad[0]} VFs is out of range 1..64")
+    print(f"Doorbell arbiter, {args.ports} ingress port(s), {GpuParams.doorbells_per_fn} "
+          f"doorbells per function, {args.cycles} measured cycles per run (Amaranth sim)")
+    rows = []
+    for weighted in (False, True):
+        rows += bench_doorbell.run(args.vfs_list, args.cycles, weighted, args.ports)
+    print(bench_doorbell.table(rows))
+    print("doorbells/cycle: the owner rings every cycle, CP always ready; latency: ring to "
+          "first offer, cycles.\nsat.: every VF busy, all served (the rate counts the 3 "
+          "start-up cycles); wait: cycles between a VF's\nservices, bound 1 + the other VFs' "
+          "weights; 1st wait: from serving start, bound + latency; Jain: of deliveries/weight.")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -202,6 +227,17 @@ def build_parser():
     p.add_argument("--fn", type=int, default=None, metavar="F",
                    help="only this function (0 = PF, n = VF n; default: all)")
     p.set_defaults(func=cmd_config_dump)
+
+    p = sub.add_parser("bench-doorbell", help="doorbell arbiter benchmark: throughput, waits "
+                       "under saturation and fairness at 4, 16, 64 VFs (measured cycles)")
+    p.add_argument("--vfs-list", type=int, nargs="+", default=[4, 16, 64], metavar="N",
+                   help="VF counts to measure (default: 4 16 64)")
+    p.add_argument("--cycles", type=int, default=1000,
+                   help="measured cycles per run (default %(default)s)")
+    p.add_argument("--ports", type=int, default=1, choices=range(1, 5),
+                   help="doorbell ingress ports (default 1)")
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    p.set_defaults(func=cmd_bench_doorbell)
 
     p = sub.add_parser("docs", help="regenerate the generated pages of docs/")
     p.add_argument("-o", "--output", default="docs/generated", help="output folder")

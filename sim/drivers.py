@@ -2,7 +2,9 @@
 
 from rtl.interfaces import Status
 
-__all__ = ["RegBusDriver", "RegAccessError"]
+from .models.doorbell import DoorbellModel
+
+__all__ = ["RegBusDriver", "RegAccessError", "DoorbellDriver"]
 
 
 class RegAccessError(AssertionError):
@@ -58,3 +60,79 @@ class RegBusDriver:
         if fn == 0 and status != Status.OK:
             raise RegAccessError(f"PF write of {name}[{index}] answered {status}")
         return status
+
+
+class DoorbellDriver:
+    """Drives a :class:`~rtl.doorbell.DoorbellArbiter` one cycle at a time: rings (with
+    unique, rising values), FLRs, CP back-pressure, the served set; every delivery and refusal
+    is judged by :class:`~sim.models.doorbell.DoorbellModel`."""
+
+    def __init__(self, tb, params, num_vfs=None, vf_enable=1, weights=None):
+        self.tb, self.p = tb, params
+        self.num_vfs = params.num_vfs if num_vfs is None else num_vfs
+        self.model = DoorbellModel(params, self.num_vfs, vf_enable)
+        self.cycle = 0
+        self.served = set()        # the serve input set for the current cycle
+        self.served_seen = set()   # what the arbiter acts on this cycle (last cycle's input)
+        self.value = 0
+        tb.set("num_vfs", self.num_vfs)
+        tb.set("vf_enable", vf_enable)
+        tb.set("weight", list(weights or [0] * params.num_fns))
+        self.serve()
+
+    def serve(self, *fns):
+        """Give the CP to these functions (none: nobody)."""
+        self.served = set(fns)
+        self.tb.set("serve", sum(1 << fn for fn in fns))
+
+    def offered(self):
+        """(fn, index) of the doorbell offered to the CP this cycle, or None."""
+        if not self.tb.get("cp__valid"):
+            return None
+        got = self.tb.get("cp__payload")
+        return int(got.fn), int(got.index)
+
+    def set_owner(self, owner):
+        self.serve(*([] if owner is None else [owner]))
+
+    async def step(self, writes=(), flr=(), ready=True):
+        """One cycle: deliveries offered now, the writes and FLRs of this cycle, then tick."""
+        tb, p = self.tb, self.p
+        if tb.get("cp__valid") and ready:
+            got = tb.get("cp__payload")
+            self.model.take(self.cycle, int(got.fn), int(got.index), int(got.value),
+                            self.served_seen)
+        tb.set("cp__ready", int(ready))
+        flr_mask = sum(1 << fn for fn in flr)
+        tb.set("flr", flr_mask)
+        for fn in flr:
+            self.model.flr(self.cycle, fn)
+        payloads, valid, expect_ur = [], 0, 0
+        for k in range(p.doorbell_ports):
+            if k < len(writes):
+                fn, offset = writes[k]
+                self.value += 1
+                payloads.append({"fn": fn, "offset": offset, "value": self.value})
+                valid |= 1 << k
+                if self.model.ring(self.cycle, fn, offset, self.value, set(flr)):
+                    expect_ur |= 1 << k
+            else:
+                payloads.append({"fn": 0, "offset": 0, "value": 0})
+        tb.set("writes", payloads)
+        tb.set("write_valid", valid)
+        await tb.tick()
+        assert tb.get("ur") == expect_ur, f"cycle {self.cycle}: ur {tb.get('ur'):#x} != {expect_ur:#x}"
+        self.served_seen = self.served
+        self.cycle += 1
+
+    async def drain(self):
+        """Give every function the CP in turn, until nothing is pending."""
+        for fn in range(self.p.num_fns):
+            self.set_owner(fn)
+            for _ in range(self.p.doorbells_per_fn + 4):
+                await self.step()
+        self.set_owner(None)
+        await self.step()
+        assert self.tb.get("has_work") == 0, f"has_work {self.tb.get('has_work'):#x} after a drain"
+        self.model.check_nothing_lost()
+        assert self.tb.get("ur_count") == self.model.urs

@@ -1,5 +1,6 @@
 """The command line: useful output for good input, one line and exit 2 for bad input."""
 
+import json
 import subprocess
 import sys
 
@@ -14,7 +15,8 @@ def run(*args):
 
 def test_help_lists_every_command():
     out = run("--help").stdout
-    for command in ("summary", "verilog", "synth", "regmap", "docs", "config-dump"):
+    for command in ("summary", "verilog", "synth", "regmap", "docs", "config-dump",
+                    "bench-doorbell"):
         assert command in out
 
 
@@ -40,6 +42,8 @@ def test_summary_writes_every_blocks_verilog(tmp_path, capsys):
     (["verilog", "--block", "gpu9000"], "invalid choice: 'gpu9000'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["synth", "--granule", "3MiB"], "fb_granule="),
+    (["bench-doorbell", "--vfs-list", "4", "65"], "65 VFs is out of range 1..64"),
+    (["bench-doorbell", "--cycles", "10"], "--cycles=10 is too short"),
 ])
 def test_bad_input_exits_2_with_one_line_saying_what_to_fix(args, says):
     proc = run(*args)
@@ -47,6 +51,17 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_fix(args, says):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_doorbell_benchmark_prints_rate_waits_and_fairness(tmp_path, capsys):
+    out_json = tmp_path / "doorbell.json"
+    assert main(["bench-doorbell", "--vfs-list", "2", "--cycles", "100",
+                 "--json", str(out_json)]) == 0
+    assert "Jain" in capsys.readouterr().out
+    equal, weighted = json.loads(out_json.read_text())
+    assert equal["throughput"] == 1.0 and equal["first_delivery"] == 2
+    assert equal["worst_wait"] <= equal["bound"] == 2        # 1 + the other VF's weight
+    assert weighted["worst_wait"] <= weighted["bound"] == 3  # VF 1 waits for VF 2's two
 
 
 def test_sizes_read_like_an_engineer_writes_them():
