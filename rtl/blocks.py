@@ -6,6 +6,7 @@ from .fb_partition import FbPartition
 from .mmio import MmioDecode
 from .routing import Router
 from .save_restore import ContextMover
+from .world_switch import WorldSwitch
 
 __all__ = ["BLOCKS", "make_block"]
 
@@ -17,6 +18,7 @@ BLOCKS = {
     "router": Router,
     "context_mover": ContextMover,
     "doorbell_arbiter": DoorbellArbiter,
+    "world_switch": WorldSwitch,
 }
 
 

@@ -82,6 +82,12 @@ class GpuParams:
         Doorbell writes the arbiter accepts per cycle (ingress ports), 1..4 (default 1).
     doorbell_value_width : int
         Bits of a doorbell value (a ring write pointer), 8..32 (default 32).
+    drain_timeout : int
+        Reset value of the world switch's drain timeout: cycles IDLE_GPU waits for the engine
+        before it reports GFX_HANG, 1..2**24 (default 4096).
+    time_slice : int
+        Reset value of every function's time slice in auto mode, cycles, 1..2**24
+        (default 10000).
     """
 
     num_vfs: int = 16
@@ -109,6 +115,8 @@ class GpuParams:
     doorbells_per_fn: int = 8
     doorbell_ports: int = 1
     doorbell_value_width: int = 32
+    drain_timeout: int = 4096
+    time_slice: int = 10000
 
     def __post_init__(self):
         for f in fields(self):
@@ -152,6 +160,8 @@ class GpuParams:
         self._check_range("doorbells_per_fn", 1, 64)
         self._check_range("doorbell_ports", 1, 4)
         self._check_range("doorbell_value_width", 8, 32)
+        self._check_range("drain_timeout", 1, 1 << 24)
+        self._check_range("time_slice", 1, 1 << 24)
         if self.doorbells_per_fn * 4 > self.doorbell_bar_size:
             raise ParamError(f"doorbells_per_fn={self.doorbells_per_fn} does not fit the "
                              f"{self.doorbell_bar_size}-byte doorbell BAR")

@@ -34,15 +34,22 @@ class ContextMover(wiring.Component):
     SAVE = B + 1; LOAD = B + L when ``mem_outstanding`` > L, else bounded by the window.
     A loaded shared-register beat appears on ``shared_load`` the cycle after it arrives.
 
-    ``cmd`` is accepted only while idle. ``state_wr`` / ``state_rd`` are the engine's own
+    ``cmd`` is accepted only while idle. ``cmd.zero`` makes a SAVE write zeros (a clean
+    context, for INIT_GPU) at the same pace. ``abort`` (a pulse or a level) stops an
+    operation early: a SAVE finishes the beat it presents, a LOAD issues no more reads and
+    waits for those in flight, whose data it drops; then ``done`` and ``aborted`` pulse.
+
+    ``state_wr`` / ``state_rd`` are the engine's own
     access to its state memory (one word per cycle, read data one cycle later); they are
     served only while idle and ignored while a SAVE or LOAD runs.
 
     Attributes
     ----------
-    cmd : stream of {op, base}, in
-    busy, done : out
-        ``done`` pulses for one cycle when an operation ends.
+    cmd : stream of {op, base, zero}, in
+    abort : in
+    busy, done, aborted : out
+        ``done`` pulses for one cycle when an operation ends; ``aborted`` with it if it was
+        cut short by ``abort``.
     last_cycles : out
         Cycles the last operation took, command accepted to done.
     mem : FbMem, out
@@ -60,9 +67,11 @@ class ContextMover(wiring.Component):
         p = params
         super().__init__({
             "cmd": In(stream.Signature(data.StructLayout({
-                "op": CtxOp, "base": p.fb_addr_width}))),
+                "op": CtxOp, "base": p.fb_addr_width, "zero": 1}))),
+            "abort": In(1),
             "busy": Out(1),
             "done": Out(1),
+            "aborted": Out(1),
             "last_cycles": Out(32),
             "mem": Out(FbMemSignature(p)),
             "shared_in": In(data.ArrayLayout(32, p.shared_regs)),
@@ -91,10 +100,16 @@ class ContextMover(wiring.Component):
 
         op = Signal(CtxOp)
         base = Signal(p.fb_addr_width)
+        zero = Signal()
         busy = Signal()
+        aborting = Signal()
         cycles = Signal(32)
         m.d.comb += [self.busy.eq(busy), self.cmd.ready.eq(~busy)]
-        m.d.sync += self.done.eq(0)
+        m.d.sync += [self.done.eq(0), self.aborted.eq(0)]
+        stopping = Signal()
+        m.d.comb += stopping.eq(busy & (aborting | self.abort))
+        with m.If(stopping):
+            m.d.sync += aborting.eq(1)
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
 
@@ -108,7 +123,7 @@ class ContextMover(wiring.Component):
         out_shared = Signal()
         req = self.mem.req
         saving = busy & (op == CtxOp.SAVE)
-        advance = saving & (fetch < beats) & (~out_valid | req.ready)
+        advance = saving & ~stopping & (fetch < beats) & (~out_valid | req.ready)
         m.d.comb += [rd.addr.eq(Mux(busy, fetch - shared_beats, self.state_rd.payload.addr)),
                      rd.en.eq(advance | ~busy)]
         m.d.comb += self.state_rdata.eq(rd.data)
@@ -123,7 +138,7 @@ class ContextMover(wiring.Component):
         received = Signal(range(beats + 1))
         inflight = Signal(range(p.mem_outstanding + 1))
         loading = busy & (op == CtxOp.LOAD)
-        want_read = loading & (issued < beats) & (inflight < p.mem_outstanding)
+        want_read = loading & ~stopping & (issued < beats) & (inflight < p.mem_outstanding)
         read_accepted = want_read & req.ready
         resp = self.mem.resp
         got = loading & resp.valid
@@ -137,13 +152,15 @@ class ContextMover(wiring.Component):
         with m.If(saving):
             m.d.comb += [req.valid.eq(out_valid), req.payload.write.eq(1),
                          req.payload.addr.eq(beat_addr(out_beat)),
-                         req.payload.data.eq(Mux(out_shared, shared_words[out_beat], rd.data))]
+                         req.payload.data.eq(Mux(zero, 0, Mux(out_shared, shared_words[out_beat],
+                                                              rd.data)))]
         with m.Else():
             m.d.comb += [req.valid.eq(want_read), req.payload.write.eq(0),
                          req.payload.addr.eq(beat_addr(issued))]
 
         # --- Writes into the state memory: a loaded beat, or the engine while idle --------
-        to_state = got & (received >= shared_beats)
+        # Data of an aborted LOAD is dropped: it belongs to a function being reset.
+        to_state = got & ~stopping & (received >= shared_beats)
         m.d.comb += [
             wr.en.eq(to_state | (~busy & self.state_wr.valid)),
             wr.addr.eq(Mux(busy, received - shared_beats, self.state_wr.payload.addr)),
@@ -152,7 +169,7 @@ class ContextMover(wiring.Component):
         # Registered, so the owner of the shared registers sees a clean beat; shared beats
         # come first, so the last one is out before the operation ends.
         m.d.sync += [
-            self.shared_load.valid.eq(got & (received < shared_beats)),
+            self.shared_load.valid.eq(got & ~stopping & (received < shared_beats)),
             self.shared_load.payload.beat.eq(received),
             self.shared_load.payload.data.eq(resp.payload.data),
         ]
@@ -160,10 +177,16 @@ class ContextMover(wiring.Component):
         # --- Start and end ---------------------------------------------------------------
         save_last = saving & out_valid & req.ready & (out_beat == beats - 1)
         load_last = got & (received == beats - 1)
+        save_stopped = saving & stopping & (~out_valid | req.ready)
+        load_stopped = loading & stopping & (inflight == got)
         with m.If(self.cmd.valid & ~busy):
             m.d.sync += [busy.eq(1), op.eq(self.cmd.payload.op), base.eq(self.cmd.payload.base),
+                         zero.eq(self.cmd.payload.zero), aborting.eq(self.abort),
                          fetch.eq(0), out_valid.eq(0), issued.eq(0), received.eq(0),
                          cycles.eq(1)]
-        with m.If(save_last | load_last):
+        with m.If(save_stopped | load_stopped):
+            m.d.sync += [busy.eq(0), self.done.eq(1), self.aborted.eq(1), out_valid.eq(0),
+                         self.last_cycles.eq(cycles)]
+        with m.Elif(save_last | load_last):
             m.d.sync += [busy.eq(0), self.done.eq(1), self.last_cycles.eq(cycles)]
         return m

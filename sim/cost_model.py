@@ -11,9 +11,24 @@ L = memory read latency, O = reads in flight. With a memory port that is always 
 
 These are exact for the RTL (tests assert them) and are the bandwidth bound plus a fixed
 overhead: SAVE = ceil(bits/W) + 1, LOAD = ceil(bits/W) + L when enough reads are in flight.
+
+The world switch (rtl/world_switch.py) wraps them in phases, each counted by the PF-readable
+counters from its first cycle to its last:
+
+- IDLE = D + 1, D = cycles the engine stays busy once told to stop (its drain time);
+- SAVE = save_cycles + 2 and LOAD = load_cycles + 2 (start the mover, see it finish);
+- RUN = 1 (ownership changes at its end).
+
+A whole switch (CONTEXT_SWITCH or automatic) is their sum; a host command takes 2 cycles
+more than its phases (the cycle EXECUTE is seen, the cycle done is reported).
 """
 
-__all__ = ["context_beats", "save_cycles", "load_cycles", "bandwidth_bound"]
+__all__ = ["context_beats", "save_cycles", "load_cycles", "bandwidth_bound", "phase_cycles",
+           "switch_cycles", "HANDSHAKE_OVERHEAD"]
+
+#: Cycles a serial switch spends beyond the drain, 2 x ceil(bits/W) and L (with more reads
+#: in flight than L): IDLE 1, SAVE 1 + 2 (first fetch; start, finish), LOAD 2, RUN 1.
+HANDSHAKE_OVERHEAD = 7
 
 
 def context_beats(params):
@@ -37,3 +52,14 @@ def bandwidth_bound(params):
     """Beats each way if the port moved one beat every cycle: ceil(context bits / W)."""
     bits = params.shared_regs * 32 + params.ctx_words * params.mem_width
     return -(-bits // params.mem_width)
+
+
+def phase_cycles(params, drain):
+    """Cycles of each world-switch phase, as the counters read them (memory always ready)."""
+    return {"idle": drain + 1, "save": save_cycles(params) + 2,
+            "load": load_cycles(params) + 2, "run": 1}
+
+
+def switch_cycles(params, drain):
+    """A whole switch, serial: IDLE + SAVE + LOAD + RUN."""
+    return sum(phase_cycles(params, drain).values())

@@ -6,6 +6,7 @@ from rtl.config_space import pf_config_map, vf_config_map
 from rtl.fb_partition import fb_partition_regmap
 from rtl.mmio import mmio_regmap
 from rtl.params import GpuParams
+from rtl.world_switch import world_switch_regmap
 
 __all__ = ["generated_docs", "write_generated_docs"]
 
@@ -33,6 +34,12 @@ def generated_docs(params=None):
         _HEADER + f"# Register BAR (MMIO)\n\nDword offsets in the register BAR; scope in "
         f"italics after each name; shown for {params.num_vfs} VFs and {params.shared_regs} "
         f"owner-shared registers. Offsets no register occupies answer UR.\n\n"
+        + regmap.markdown())
+    regmap = world_switch_regmap(params)
+    pages["world_switch_regs.md"] = (
+        _HEADER + f"# World switch: PF registers\n\nPF-only port; dword offsets in a "
+        f"{regmap.addr_width}-bit space; shown for {params.num_vfs} VFs (TIME_SLICE has one "
+        f"register per function). Offsets no register occupies answer UR.\n\n"
         + regmap.markdown())
     return pages
 

@@ -1,0 +1,533 @@
+"""The world switch: the GPU-IOV command interface, the save/restore sequence, and the
+hardware scheduler that hands the GPU from one function to the next."""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config_space import iov_command_layout
+from .interfaces import FbMemSignature, RegBusSignature, ValidSignature
+from .regmap import Access, Field, Register, RegisterFile, RegisterMap
+from .save_restore import ContextMover, CtxOp
+
+__all__ = ["WorldSwitch", "IovCommand", "IovStatus", "GpuState", "Phase",
+           "world_switch_regmap", "fcn_id", "CSA_UNIT"]
+
+#: The context save area base and stride are programmed in 4 KiB units.
+CSA_UNIT = 4096
+
+
+class IovCommand(enum.Enum, shape=4):
+    """GPU-IOV commands (REFERENCE.md section 2)."""
+    IDLE_GPU = 0x1
+    SAVE_GPU_STATE = 0x2
+    LOAD_GPU_STATE = 0x3
+    RUN_GPU = 0x4
+    CONTEXT_SWITCH = 0x5
+    ENABLE_AUTO_HW_SWITCH = 0x6
+    INIT_GPU = 0x7
+    SAVE_RLCV_STATE = 0x8
+    LOAD_RLCV_STATE = 0x9
+
+
+class IovStatus(enum.Enum, shape=8):
+    """CMD_STATUS codes. 0x00..0x15 are GPU-IOV's; REFERENCE.md names no error codes, so the
+    0xEx codes are this model's, for commands it refuses."""
+    COMMAND_DONE = 0x00
+    GFX_HANG = 0x0E
+    SDMA_HANG = 0x0F
+    IDLING = 0x11
+    SAVING = 0x12
+    LOADING = 0x13
+    ENABLING = 0x14
+    INITING = 0x15
+    #: The command is not legal in the GPU's state (LOAD while running, RUN of a function
+    #: that is not loaded, LOAD of a context never saved or initialized, ...).
+    ILLEGAL_STATE = 0xE1
+    #: FCN_ID or NXT_FCN_ID names no live function (out of range, or VF not enabled).
+    BAD_FUNCTION = 0xE2
+    #: A command code the model does not implement (0, SAVE/LOAD_RLCV_STATE, 0xA..0xF).
+    BAD_COMMAND = 0xE3
+    #: A function-level reset of the function the command was moving cut it short.
+    FLR_ABORTED = 0xE4
+
+
+class GpuState(enum.Enum, shape=2):
+    EMPTY = 0       #: no function's context is on the GPU
+    LOADED = 1      #: ``cur``'s context is loaded; nobody owns the GPU yet
+    RUNNING = 2     #: ``cur`` owns the GPU
+    STOPPED = 3     #: ``cur`` was idled (drained, or hung); its context is still on the GPU
+
+
+class Phase(enum.Enum, shape=2):
+    """World-switch phases, the index of the per-phase cycle counters."""
+    IDLE = 0
+    SAVE = 1
+    LOAD = 2
+    RUN = 3
+
+
+def fcn_id(fn):
+    """GPU-IOV's function id: PF 0x00, VF x 0x80 | x."""
+    return 0 if fn == 0 else 0x80 | fn
+
+
+_SLICE_OFFSET = 0x40
+
+
+def world_switch_regmap(params):
+    """The PF-only registers of the world switch."""
+    csa_bits = max(params.fb_addr_width - 12, 1)
+    stride = -(-params.ctx_bytes // CSA_UNIT)
+    cw = 32
+    return RegisterMap("world_switch", 8, [
+        Register("INFO", 0x00, (
+            Field("CTX_BEATS", 0, 24, Access.RO, "memory beats per context (shared + engine)"),
+            Field("MEM_WIDTH_LOG2", 24, 4, Access.RO, "log2 of the memory port width, bits"),
+        ), "What this instance was built with."),
+        Register("CSA_BASE", 0x01, (
+            Field("BASE", 0, csa_bits, Access.RW, "context save area start, 4 KiB units"),
+        ), "Where function n's context is saved: (CSA_BASE + n * CSA_STRIDE) * 4 KiB."),
+        Register("CSA_STRIDE", 0x02, (
+            Field("STRIDE", 0, csa_bits, Access.RW, "4 KiB units per function",
+                  reset=stride),
+        ), "Distance between two functions' contexts (reset: one context, rounded up)."),
+        Register("DRAIN_TIMEOUT", 0x03, (
+            Field("CYCLES", 0, 25, Access.RW, "cycles IDLE waits for the engine",
+                  reset=params.drain_timeout),
+        ), "After this many cycles of draining, IDLE_GPU ends with GFX_HANG."),
+        Register("STATE", 0x04, (
+            Field("GPU_STATE", 0, 2, Access.RO, "GpuState: 0 empty, 1 loaded, 2 running, 3 stopped"),
+            Field("CUR_FN", 8, 7, Access.RO, "function whose context is on the GPU"),
+            Field("OWNER_VALID", 16, 1, Access.RO, "CUR_FN owns the GPU"),
+            Field("AUTO", 17, 1, Access.RO, "the hardware scheduler runs"),
+            Field("BUSY", 18, 1, Access.RO, "a command or an automatic switch is running"),
+        ), "Where the world switch is."),
+        Register("SCHED", 0x05, (
+            Field("LIQUID", 0, 1, Access.RW, "auto mode skips functions with no pending "
+                  "doorbell and switches an idle one out early (0: solid)"),
+        ), "Hardware scheduler mode."),
+        Register("SWITCHES", 0x06, (
+            Field("COUNT", 0, cw, Access.RC, "completed world switches; any write clears"),
+        ), "World switches (CONTEXT_SWITCH and automatic)."),
+        Register("PHASE_LAST", 0x08, (
+            Field("CYCLES", 0, cw, Access.RO, "cycles of the last such phase"),
+        ), "Per phase (0 idle/drain, 1 save, 2 load, 3 run start): its last duration.",
+            count=4),
+        Register("PHASE_MAX", 0x0C, (
+            Field("CYCLES", 0, cw, Access.RC, "longest such phase; any write clears"),
+        ), "Per phase: its longest duration since cleared.", count=4),
+        Register("SWITCH_LAST", 0x10, (
+            Field("CYCLES", 0, cw, Access.RO, "IDLE start to RUN done, the last switch"),
+        ), "Cycles of the last whole world switch."),
+        Register("SWITCH_MAX", 0x11, (
+            Field("CYCLES", 0, cw, Access.RC, "longest whole switch; any write clears"),
+        ), "Cycles of the longest whole world switch."),
+        Register("CTX_VALID", 0x14, (
+            Field("MASK", 0, 32, Access.RO, "bit b: function 32k + b has a saved or "
+                  "initialized context (may be loaded)"),
+        ), "Contexts that may be loaded, 32 functions per register.",
+            count=-(-params.num_fns // 32)),
+        Register("TIME_SLICE", _SLICE_OFFSET, (
+            Field("CYCLES", 0, 25, Access.RW, "auto mode: cycles function n runs per turn",
+                  reset=params.time_slice),
+            Field("RUN", 31, 1, Access.RW, "function n is on the auto-mode run list"),
+        ), "Time slice and run-list membership of function n.", count=params.num_fns),
+    ])
+
+
+class WorldSwitch(wiring.Component):
+    """Takes the GPU from one function and gives it to another, on the PF's command or by
+    itself with time slices.
+
+    Commands arrive on ``iov_cmd`` (from the GPU-IOV capability); each ends with a
+    one-cycle ``iov_done`` and its code on ``iov_status`` (which shows the running phase,
+    IDLING / SAVING / LOADING / ENABLING / INITING, while it runs). The GPU is in one of
+    four states (:class:`GpuState`); a command that is illegal in the current state, names
+    no live function, or is not implemented ends in the next cycle with ILLEGAL_STATE,
+    BAD_FUNCTION or BAD_COMMAND and changes nothing.
+
+    ==========================  ===================================  ====================
+    command                     legal when                           does
+    ==========================  ===================================  ====================
+    IDLE_GPU(f)                 RUNNING, f is cur                    stop f, drain engine
+    SAVE_GPU_STATE(f)           STOPPED, f is cur                    context -> f's CSA
+    LOAD_GPU_STATE(f)           EMPTY, f has a context               f's CSA -> context
+    RUN_GPU(f)                  LOADED, f is cur                     f owns the GPU
+    CONTEXT_SWITCH(f, g)        RUNNING, f is cur, g has a context   IDLE, SAVE, LOAD, RUN
+    ENABLE_AUTO_HW_SWITCH(f)    RUNNING, f is cur                    start the scheduler
+    INIT_GPU(f)                 f is not on the GPU                  zeros -> f's CSA
+    ==========================  ===================================  ====================
+
+    IDLE drains: ``engine_stop`` is raised and the phase ends when ``engine_busy`` falls;
+    after DRAIN_TIMEOUT cycles it ends with GFX_HANG and a ``hang_irq`` pulse (the function
+    stays STOPPED, to be saved or reset). SAVE and LOAD stream the context (the owner-shared
+    registers from ``shared_in`` / to ``shared_load``, and the engine-state memory) through
+    ``mem`` to (CSA_BASE + f * CSA_STRIDE) * 4 KiB, at the speed of :class:`ContextMover`.
+
+    Auto mode (ENABLE_AUTO_HW_SWITCH; IDLE_GPU turns it off, idling whoever owns the GPU
+    whatever its FCN_ID; other commands but INIT_GPU are illegal meanwhile): each function on the run list with a context runs for
+    its TIME_SLICE, then the next one in round-robin order is switched in. Solid: every such
+    function gets its turn. Liquid (SCHED.LIQUID): a function with no pending doorbell
+    (``has_work``) is skipped, and the owner is switched out early once it has none and
+    the engine is idle. With nobody else to run, the owner keeps the GPU.
+
+    ``flr[n]`` at any moment: function n's context becomes invalid (it must be INIT_GPU'd
+    before it is loaded again); if n is on the GPU it leaves it (EMPTY, no owner); a
+    drain, SAVE or LOAD of n stops at once (the mover aborts). A CONTEXT_SWITCH whose
+    outgoing function is reset goes on to load the incoming one; one whose incoming function
+    is reset ends with FLR_ABORTED. No other function's context changes.
+
+    Ownership: ``owner_valid`` is high exactly in the RUNNING state, naming ``owner``.
+    Per-phase cycle counters (last and max) and the whole switch's are PF registers.
+
+    Phase cycles with a memory that is always ready: IDLE = drain + 2; SAVE = mover SAVE
+    + 2; LOAD = mover LOAD + 2; RUN = 1 (see sim/cost_model.py).
+    """
+
+    LATENCY = None      # a command takes its phases' cycles: see the docstring
+
+    def __init__(self, params):
+        self.params = params
+        p = params
+        self.regmap = world_switch_regmap(params)
+        self.regs = RegisterFile(params, self.regmap, pf_only=True)
+        self.mover = ContextMover(params)
+        #: Named here for the formal harness.
+        self.gpu_state = Signal(GpuState)
+        self.cur = Signal(range(p.num_fns))
+        super().__init__({
+            "cfg": In(RegBusSignature(params, self.regmap.addr_width)),
+            "iov_cmd": In(ValidSignature(iov_command_layout())),
+            "iov_done": Out(1),
+            "iov_status": Out(8),
+            "hang_irq": Out(1),
+            "owner": Out(range(p.num_fns)),
+            "owner_valid": Out(1),
+            "num_vfs": In(range(p.num_vfs + 1)),
+            "vf_enable": In(1),
+            "flr": In(p.num_fns),
+            "engine_busy": In(1),
+            "engine_stop": Out(1),
+            "has_work": In(p.num_fns),
+            "mem": Out(FbMemSignature(p)),
+            "shared_in": In(data.ArrayLayout(32, p.shared_regs)),
+            "shared_load": Out(ValidSignature(self.mover.shared_load.payload.shape())),
+            "state_wr": In(ValidSignature(self.mover.state_wr.payload.shape())),
+            "state_rd": In(ValidSignature(self.mover.state_rd.payload.shape())),
+            "state_rdata": Out(p.mem_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        n = p.num_fns
+        regs, mover = self.regs, self.mover
+        m.submodules.regs = regs
+        m.submodules.mover = mover
+        wiring.connect(m, wiring.flipped(self.cfg), regs.bus)
+        wiring.connect(m, wiring.flipped(self.mem), mover.mem)
+        for name in ("shared_load", "state_wr", "state_rd"):
+            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(mover, name))
+        m.d.comb += [mover.shared_in.eq(self.shared_in), self.state_rdata.eq(mover.state_rdata)]
+
+        # --- State ------------------------------------------------------------------------
+        state, cur = self.gpu_state, self.cur
+        ctx_valid = Signal(n)               # function n has a context that may be loaded
+        ctx_set = Signal(n)
+        auto = Signal()
+        flr = self.flr
+        live = Signal(n)                    # functions that exist now
+        m.d.comb += live.eq(Cat(Const(1), *[self.vf_enable & (k <= self.num_vfs)
+                                            for k in range(1, n)]))
+        m.d.comb += [self.owner.eq(cur), self.owner_valid.eq(state == GpuState.RUNNING)]
+
+        # An FLR invalidates the function's context wherever it is; one on the GPU leaves
+        # it (the sequence below also sees the FLR and ends what it was doing for it).
+        m.d.sync += ctx_valid.eq((ctx_valid | ctx_set) & ~flr)
+        flr_cur = flr.bit_select(cur, 1) & (state != GpuState.EMPTY)
+
+        # --- The command latch: a command may arrive while an automatic switch runs -------
+        cmd_valid = Signal()
+        cmd = Signal(iov_command_layout())
+        with m.If(self.iov_cmd.valid):
+            m.d.sync += [cmd_valid.eq(1), cmd.eq(self.iov_cmd.payload)]
+
+        def decode_fn(fid, name):
+            """(function, it is live) of a GPU-IOV function id."""
+            index = fid[:7]
+            fn = Signal.like(cur, name=name)
+            m.d.comb += fn.eq(Mux(fid == 0, 0, index))
+            in_range = (fid == 0) | (fid[7] & (index >= 1) & (index <= p.num_vfs))
+            return fn, in_range & live.bit_select(fn, 1)
+
+        c_fn, c_fn_ok = decode_fn(cmd.fcn_id, "c_fn")
+        c_nxt, c_nxt_ok = decode_fn(cmd.nxt_fcn_id, "c_nxt")
+        is_cur = c_fn == cur
+
+        # --- Cycle counters -----------------------------------------------------------------
+        count = Signal(32)                  # cycles in the current phase, from 0
+        switch_count = Signal(32)           # cycles since the switch began, from 0
+        m.d.sync += [count.eq(count + 1), switch_count.eq(switch_count + 1)]
+        phase_regs = []
+        for k in range(4):
+            last, mx = Signal(32, name=f"phase_last_{k}"), Signal(32, name=f"phase_max_{k}")
+            m.d.comb += [regs.f("PHASE_LAST", "CYCLES", k).eq(last),
+                         regs.f("PHASE_MAX", "CYCLES", k).eq(mx)]
+            with m.If(regs.written("PHASE_MAX", k)):
+                m.d.sync += mx.eq(0)
+            phase_regs.append((last, mx))
+        sw_last, sw_max, switches = Signal(32), Signal(32), Signal(32)
+        m.d.comb += [regs.f("SWITCH_LAST", "CYCLES").eq(sw_last),
+                     regs.f("SWITCH_MAX", "CYCLES").eq(sw_max),
+                     regs.f("SWITCHES", "COUNT").eq(switches)]
+        with m.If(regs.written("SWITCH_MAX")):
+            m.d.sync += sw_max.eq(0)
+        with m.If(regs.written("SWITCHES")):
+            m.d.sync += switches.eq(0)
+
+        def end_phase(phase):
+            """Record the phase that ends in this cycle; the next one counts from 0."""
+            last, mx = phase_regs[phase.value]
+            with m.If(count + 1 > mx):
+                m.d.sync += mx.eq(count + 1)
+            m.d.sync += [last.eq(count + 1), count.eq(0)]
+
+        # --- Where contexts live ------------------------------------------------------------
+        target = Signal.like(cur)           # the function the current phase works on
+        nxt = Signal.like(cur)              # the incoming function of a switch
+        switching = Signal()                # after this phase: LOAD nxt, then RUN
+        unit_log2 = CSA_UNIT.bit_length() - 1
+        m.d.comb += mover.cmd.payload.base.eq(
+            (regs.f("CSA_BASE", "BASE") + target * regs.f("CSA_STRIDE", "STRIDE")) << unit_log2)
+        m.d.comb += mover.abort.eq(flr.bit_select(target, 1))
+
+        # --- Auto mode: the next function to run ----------------------------------------
+        slices = Array(regs.f("TIME_SLICE", "CYCLES", k) for k in range(n))
+        on_list = Cat(*[regs.f("TIME_SLICE", "RUN", k) for k in range(n)])
+        liquid = regs.f("SCHED", "LIQUID")
+        candidates = Signal(n)
+        m.d.comb += candidates.eq(on_list & ctx_valid & live & ~flr &
+                                  Mux(liquid, self.has_work, Const((1 << n) - 1, n)))
+        # Round robin after cur: the lowest candidate above cur, else the lowest at all.
+        above = Cat(*[Const(k, range(n + 1)) > cur for k in range(n)])
+        high = candidates & above
+        pick_from = Signal(n)
+        m.d.comb += pick_from.eq(Mux(high.any(), high, candidates))
+        next_fn = Signal.like(cur)
+        for k in reversed(range(n)):
+            with m.If(pick_from[k]):
+                m.d.comb += next_fn.eq(k)
+        slice_count = Signal(25)
+        slice_over = Signal()
+        m.d.comb += slice_over.eq(
+            (slice_count + 1 >= slices[cur]) |
+            (liquid & ~self.has_work.bit_select(cur, 1) & ~self.engine_busy))
+
+        # --- The sequence -----------------------------------------------------------------
+        status = Signal(8)
+        host = Signal()                     # the running sequence is a host command
+        busy = Signal()
+        m.d.comb += self.iov_status.eq(status)
+        m.d.sync += [self.iov_done.eq(0), self.hang_irq.eq(0)]
+        m.d.comb += [regs.f("STATE", "GPU_STATE").eq(state), regs.f("STATE", "CUR_FN").eq(cur),
+                     regs.f("STATE", "OWNER_VALID").eq(self.owner_valid),
+                     regs.f("STATE", "AUTO").eq(auto), regs.f("STATE", "BUSY").eq(busy),
+                     regs.f("INFO", "CTX_BEATS").eq(p.ctx_beats),
+                     regs.f("INFO", "MEM_WIDTH_LOG2").eq(p.mem_width.bit_length() - 1),
+                     ] + [regs.f("CTX_VALID", "MASK", k).eq(ctx_valid[32 * k:32 * (k + 1)])
+                          for k in range(-(-n // 32))]
+
+        def finish(code):
+            """End the sequence; a host command reports ``code``."""
+            with m.If(host):
+                m.d.sync += [status.eq(code), self.iov_done.eq(1), host.eq(0)]
+            m.d.sync += switching.eq(0)
+
+        def phase_status(code):
+            with m.If(host):
+                m.d.sync += status.eq(code)
+
+        def start_mover(op, zero):
+            """The mover takes the command in the phase's first cycle (it is idle then)."""
+            started = Signal(name=f"started_{op.name.lower()}_{int(zero)}")
+            m.d.comb += [busy.eq(1), mover.cmd.payload.op.eq(op),
+                         mover.cmd.payload.zero.eq(zero), mover.cmd.valid.eq(~started)]
+            m.d.sync += started.eq(~mover.done)
+
+        with m.FSM(name="ws"):
+            with m.State("READY"):
+                with m.If(cmd_valid):
+                    m.d.sync += [cmd_valid.eq(0), count.eq(0), switch_count.eq(0)]
+                    self._decode(m, cmd, c_fn, c_fn_ok, c_nxt, c_nxt_ok, is_cur, state, auto,
+                                 ctx_valid, status, host, target, nxt, switching, slice_count,
+                                 cur, self.iov_done)
+                with m.Elif(auto & (state == GpuState.RUNNING)):
+                    m.d.sync += slice_count.eq(slice_count + 1)
+                    with m.If(slice_over & candidates.any() & (next_fn != cur)):
+                        # An automatic switch: the same sequence as CONTEXT_SWITCH.
+                        m.d.sync += [target.eq(cur), nxt.eq(next_fn), switching.eq(1),
+                                     count.eq(0), switch_count.eq(0)]
+                        m.next = "DRAIN"
+                    with m.Elif(slice_over):
+                        m.d.sync += slice_count.eq(0)     # nobody else: a new slice
+                with m.Elif(auto & (state == GpuState.EMPTY) & candidates.any()):
+                    # The owner was reset: load the next one; there is nothing to save.
+                    m.d.sync += [target.eq(next_fn), nxt.eq(next_fn), switching.eq(1),
+                                 count.eq(0), switch_count.eq(0)]
+                    m.next = "LOAD"
+
+            with m.State("DRAIN"):
+                m.d.comb += [self.engine_stop.eq(1), busy.eq(1)]
+                with m.If(flr.bit_select(target, 1)):
+                    end_phase(Phase.IDLE)
+                    with m.If(switching):
+                        m.d.sync += target.eq(nxt)
+                        phase_status(IovStatus.LOADING)
+                        m.next = "LOAD"
+                    with m.Else():
+                        finish(IovStatus.FLR_ABORTED)
+                        m.next = "READY"
+                with m.Elif(~self.engine_busy):
+                    m.d.sync += state.eq(GpuState.STOPPED)
+                    end_phase(Phase.IDLE)
+                    with m.If(switching):
+                        phase_status(IovStatus.SAVING)
+                        m.next = "SAVE"
+                    with m.Else():
+                        finish(IovStatus.COMMAND_DONE)
+                        m.next = "READY"
+                with m.Elif(count + 1 >= regs.f("DRAIN_TIMEOUT", "CYCLES")):
+                    # A hang ends auto mode too: the PF has to look.
+                    m.d.sync += [state.eq(GpuState.STOPPED), self.hang_irq.eq(1), auto.eq(0),
+                                 switching.eq(0), host.eq(0), self.iov_done.eq(1),
+                                 status.eq(IovStatus.GFX_HANG)]
+                    end_phase(Phase.IDLE)
+                    m.next = "READY"
+
+            with m.State("SAVE"):
+                start_mover(CtxOp.SAVE, zero=False)
+                with m.If(mover.done):
+                    end_phase(Phase.SAVE)
+                    with m.If(~mover.aborted):
+                        m.d.comb += ctx_set.eq(1 << target)
+                        m.d.sync += state.eq(GpuState.EMPTY)
+                    with m.If(switching):
+                        m.d.sync += target.eq(nxt)
+                        phase_status(IovStatus.LOADING)
+                        m.next = "LOAD"
+                    with m.Else():
+                        finish(Mux(mover.aborted, IovStatus.FLR_ABORTED, IovStatus.COMMAND_DONE))
+                        m.next = "READY"
+
+            with m.State("LOAD"):
+                start_mover(CtxOp.LOAD, zero=False)
+                with m.If(mover.done):
+                    end_phase(Phase.LOAD)
+                    # The incoming context may have been reset after the command was
+                    # checked, before the mover started: then it was aborted at once.
+                    with m.If(mover.aborted | ~ctx_valid.bit_select(target, 1)):
+                        m.d.sync += state.eq(GpuState.EMPTY)
+                        finish(IovStatus.FLR_ABORTED)
+                        m.next = "READY"
+                    with m.Else():
+                        m.d.sync += [state.eq(GpuState.LOADED), cur.eq(target)]
+                        with m.If(switching):
+                            phase_status(IovStatus.ENABLING)
+                            m.next = "RUN"
+                        with m.Else():
+                            finish(IovStatus.COMMAND_DONE)
+                            m.next = "READY"
+
+            with m.State("RUN"):
+                m.d.comb += busy.eq(1)
+                with m.If(flr.bit_select(cur, 1)):
+                    m.d.sync += state.eq(GpuState.EMPTY)
+                    finish(IovStatus.FLR_ABORTED)
+                with m.Else():
+                    m.d.sync += [state.eq(GpuState.RUNNING), slice_count.eq(0)]
+                    with m.If(switching):
+                        m.d.sync += [sw_last.eq(switch_count + 1), switches.eq(switches + 1)]
+                        with m.If(switch_count + 1 > sw_max):
+                            m.d.sync += sw_max.eq(switch_count + 1)
+                    finish(IovStatus.COMMAND_DONE)
+                end_phase(Phase.RUN)
+                m.next = "READY"
+
+            with m.State("INIT"):
+                start_mover(CtxOp.SAVE, zero=True)
+                with m.If(mover.done):
+                    m.d.sync += count.eq(0)
+                    with m.If(~mover.aborted):
+                        m.d.comb += ctx_set.eq(1 << target)
+                    finish(Mux(mover.aborted, IovStatus.FLR_ABORTED, IovStatus.COMMAND_DONE))
+                    m.next = "READY"
+
+        # Last, so that it wins over the sequence: an FLR takes its function off the GPU.
+        with m.If(flr_cur):
+            m.d.sync += state.eq(GpuState.EMPTY)
+        return m
+
+    @staticmethod
+    def _decode(m, cmd, c_fn, c_fn_ok, c_nxt, c_nxt_ok, is_cur, state, auto, ctx_valid,
+                status, host, target, nxt, switching, slice_count, cur, done):
+        """Check a host command; start it, or end it at once with the reason it is refused."""
+        known = Signal()
+        legal = Signal()
+        needs_nxt = Signal()
+        first = Signal(range(4))            # 0 DRAIN, 1 SAVE, 2 LOAD, 3 RUN
+        running = state == GpuState.RUNNING
+        with m.Switch(cmd.command):
+            with m.Case(IovCommand.IDLE_GPU):
+                # In auto mode the owner changes under the host's feet: IDLE_GPU of any
+                # function idles whoever owns the GPU and ends auto mode.
+                m.d.comb += [known.eq(1), legal.eq(running & (is_cur | auto))]
+            with m.Case(IovCommand.SAVE_GPU_STATE):
+                m.d.comb += [known.eq(1), legal.eq(~auto & (state == GpuState.STOPPED) & is_cur)]
+            with m.Case(IovCommand.LOAD_GPU_STATE):
+                m.d.comb += [known.eq(1), legal.eq(~auto & (state == GpuState.EMPTY) &
+                                                   ctx_valid.bit_select(c_fn, 1))]
+            with m.Case(IovCommand.RUN_GPU):
+                m.d.comb += [known.eq(1), legal.eq(~auto & (state == GpuState.LOADED) & is_cur)]
+            with m.Case(IovCommand.CONTEXT_SWITCH):
+                m.d.comb += [known.eq(1), needs_nxt.eq(1),
+                             legal.eq(~auto & running & is_cur & ctx_valid.bit_select(c_nxt, 1))]
+            with m.Case(IovCommand.ENABLE_AUTO_HW_SWITCH):
+                m.d.comb += [known.eq(1), legal.eq(~auto & running & is_cur)]
+            with m.Case(IovCommand.INIT_GPU):
+                m.d.comb += [known.eq(1), legal.eq(~((state != GpuState.EMPTY) & is_cur))]
+
+        def refuse(code):
+            m.d.sync += [status.eq(code), done.eq(1)]
+
+        with m.If(~known):
+            refuse(IovStatus.BAD_COMMAND)
+        with m.Elif(~c_fn_ok | (needs_nxt & ~c_nxt_ok)):
+            refuse(IovStatus.BAD_FUNCTION)
+        with m.Elif(~legal):
+            refuse(IovStatus.ILLEGAL_STATE)
+        with m.Else():
+            m.d.sync += [host.eq(1), switching.eq(0)]
+            with m.Switch(cmd.command):
+                with m.Case(IovCommand.IDLE_GPU):
+                    m.d.sync += [target.eq(cur), auto.eq(0), status.eq(IovStatus.IDLING)]
+                    m.next = "DRAIN"
+                with m.Case(IovCommand.SAVE_GPU_STATE):
+                    m.d.sync += [target.eq(cur), status.eq(IovStatus.SAVING)]
+                    m.next = "SAVE"
+                with m.Case(IovCommand.LOAD_GPU_STATE):
+                    m.d.sync += [target.eq(c_fn), status.eq(IovStatus.LOADING)]
+                    m.next = "LOAD"
+                with m.Case(IovCommand.RUN_GPU):
+                    m.d.sync += [target.eq(cur), status.eq(IovStatus.ENABLING)]
+                    m.next = "RUN"
+                with m.Case(IovCommand.CONTEXT_SWITCH):
+                    m.d.sync += [target.eq(cur), nxt.eq(c_nxt), switching.eq(1),
+                                 status.eq(IovStatus.IDLING)]
+                    m.next = "DRAIN"
+                with m.Case(IovCommand.ENABLE_AUTO_HW_SWITCH):
+                    m.d.sync += [auto.eq(1), slice_count.eq(0), host.eq(0),
+                                 status.eq(IovStatus.COMMAND_DONE), done.eq(1)]
+                with m.Case(IovCommand.INIT_GPU):
+                    m.d.sync += [target.eq(c_fn), status.eq(IovStatus.INITING)]
+                    m.next = "INIT"
