@@ -106,7 +106,9 @@ def world_switch_regmap(params):
         Register("SCHED", 0x05, (
             Field("LIQUID", 0, 1, Access.RW, "auto mode skips functions with no pending "
                   "doorbell and switches an idle one out early (0: solid)"),
-        ), "Hardware scheduler mode."),
+            Field("OVERLAP", 1, 1, Access.RW, "switches save the outgoing context while "
+                  "loading the incoming one into the shadow set (second memory port)"),
+        ), "Hardware scheduler and switch mode."),
         Register("SWITCHES", 0x06, (
             Field("COUNT", 0, cw, Access.RC, "completed world switches; any write clears"),
         ), "World switches (CONTEXT_SWITCH and automatic)."),
@@ -192,7 +194,9 @@ class WorldSwitch(wiring.Component):
         p = params
         self.regmap = world_switch_regmap(params)
         self.regs = RegisterFile(params, self.regmap, pf_only=True)
-        self.mover = ContextMover(params)
+        #: Two context sets: the live one and a shadow the overlapped switch loads into.
+        self.movers = [ContextMover(params), ContextMover(params)]
+        mover = self.movers[0]
         #: Named here for the formal harness.
         self.gpu_state = Signal(GpuState)
         self.cur = Signal(range(p.num_fns))
@@ -211,10 +215,11 @@ class WorldSwitch(wiring.Component):
             "engine_stop": Out(1),
             "has_work": In(p.num_fns),
             "mem": Out(FbMemSignature(p)),
+            "mem_load": Out(FbMemSignature(p)),
             "shared_in": In(data.ArrayLayout(32, p.shared_regs)),
-            "shared_load": Out(ValidSignature(self.mover.shared_load.payload.shape())),
-            "state_wr": In(ValidSignature(self.mover.state_wr.payload.shape())),
-            "state_rd": In(ValidSignature(self.mover.state_rd.payload.shape())),
+            "shared_load": Out(ValidSignature(mover.shared_load.payload.shape())),
+            "state_wr": In(ValidSignature(mover.state_wr.payload.shape())),
+            "state_rd": In(ValidSignature(mover.state_rd.payload.shape())),
             "state_rdata": Out(p.mem_width),
         })
 
@@ -222,14 +227,71 @@ class WorldSwitch(wiring.Component):
         m = Module()
         p = self.params
         n = p.num_fns
-        regs, mover = self.regs, self.mover
+        regs = self.regs
         m.submodules.regs = regs
-        m.submodules.mover = mover
         wiring.connect(m, wiring.flipped(self.cfg), regs.bus)
-        wiring.connect(m, wiring.flipped(self.mem), mover.mem)
-        for name in ("shared_load", "state_wr", "state_rd"):
-            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(mover, name))
-        m.d.comb += [mover.shared_in.eq(self.shared_in), self.state_rdata.eq(mover.state_rdata)]
+
+        # --- The two context sets -------------------------------------------------------
+        # `bank` names the mover whose engine-state memory is live ("act"); the other is the
+        # shadow set ("sh"), which only an overlapped switch loads into. The live set always
+        # uses the `mem` port, the shadow set `mem_load`; they swap when a switch ends.
+        bank = Signal()
+        cmd_layout = self.movers[0].cmd.payload.shape()
+        act_cmd, sh_cmd = Signal(cmd_layout), Signal(cmd_layout)
+        act_valid, sh_valid, act_abort, sh_abort = Signal(), Signal(), Signal(), Signal()
+        for k, mv in enumerate(self.movers):
+            m.submodules[f"mover{k}"] = mv
+            live_k = bank == k
+            m.d.comb += [
+                mv.cmd.valid.eq(Mux(live_k, act_valid, sh_valid)),
+                mv.cmd.payload.eq(Mux(live_k, act_cmd.as_value(), sh_cmd.as_value())),
+                mv.abort.eq(Mux(live_k, act_abort, sh_abort)),
+                mv.shared_in.eq(self.shared_in),
+                mv.state_wr.valid.eq(self.state_wr.valid & live_k),
+                mv.state_wr.payload.eq(self.state_wr.payload),
+                mv.state_rd.valid.eq(self.state_rd.valid & live_k),
+                mv.state_rd.payload.eq(self.state_rd.payload),
+                mv.mem.req.ready.eq(Mux(live_k, self.mem.req.ready, self.mem_load.req.ready)),
+                mv.mem.resp.valid.eq(Mux(live_k, self.mem.resp.valid, self.mem_load.resp.valid)),
+                mv.mem.resp.payload.eq(Mux(live_k, self.mem.resp.payload.as_value(),
+                                           self.mem_load.resp.payload.as_value())),
+            ]
+        m0, m1 = self.movers
+
+        def live_of(get):
+            return Mux(bank, get(m1), get(m0))
+
+        def shadow_of(get):
+            return Mux(bank, get(m0), get(m1))
+
+        for port, of in ((self.mem, live_of), (self.mem_load, shadow_of)):
+            m.d.comb += [port.req.valid.eq(of(lambda mv: mv.mem.req.valid)),
+                         port.req.payload.eq(of(lambda mv: mv.mem.req.payload.as_value()))]
+        act_done, act_aborted = live_of(lambda mv: mv.done), live_of(lambda mv: mv.aborted)
+        sh_done, sh_aborted = shadow_of(lambda mv: mv.done), shadow_of(lambda mv: mv.aborted)
+        m.d.comb += self.state_rdata.eq(live_of(lambda mv: mv.state_rdata))
+
+        # Shared-register beats: the live set's go straight out; the shadow set's are kept
+        # and replayed after the swap (the live registers are still being saved till then).
+        shared_layout = self.shared_load.payload.shape()
+        shadow_beats = Array(Signal(p.mem_width, name=f"shadow_shared_{k}")
+                             for k in range(p.shared_beats))
+        sh_shared = shadow_of(lambda mv: Cat(mv.shared_load.valid,
+                                             mv.shared_load.payload.as_value()))
+        sh_shared_view = data.View(shared_layout, sh_shared[1:])
+        with m.If(sh_shared[0]):
+            m.d.sync += shadow_beats[sh_shared_view.beat].eq(sh_shared_view.data)
+        replaying = Signal()
+        replay_beat = Signal(range(max(p.shared_beats, 2)))
+        live_shared = live_of(lambda mv: Cat(mv.shared_load.valid,
+                                             mv.shared_load.payload.as_value()))
+        with m.If(replaying):
+            m.d.comb += [self.shared_load.valid.eq(1),
+                         self.shared_load.payload.beat.eq(replay_beat),
+                         self.shared_load.payload.data.eq(shadow_beats[replay_beat])]
+        with m.Else():
+            m.d.comb += [self.shared_load.valid.eq(live_shared[0]),
+                         self.shared_load.payload.eq(live_shared[1:])]
 
         # --- State ------------------------------------------------------------------------
         state, cur = self.gpu_state, self.cur
@@ -286,26 +348,34 @@ class WorldSwitch(wiring.Component):
         with m.If(regs.written("SWITCHES")):
             m.d.sync += switches.eq(0)
 
-        def end_phase(phase):
-            """Record the phase that ends in this cycle; the next one counts from 0."""
+        def record_phase(phase):
+            """Record a phase that ends in this cycle while another goes on (overlapped)."""
             last, mx = phase_regs[phase.value]
             with m.If(count + 1 > mx):
                 m.d.sync += mx.eq(count + 1)
-            m.d.sync += [last.eq(count + 1), count.eq(0)]
+            m.d.sync += last.eq(count + 1)
+
+        def end_phase(phase):
+            """Record the phase that ends in this cycle; the next one counts from 0."""
+            record_phase(phase)
+            m.d.sync += count.eq(0)
 
         # --- Where contexts live ------------------------------------------------------------
         target = Signal.like(cur)           # the function the current phase works on
         nxt = Signal.like(cur)              # the incoming function of a switch
         switching = Signal()                # after this phase: LOAD nxt, then RUN
         unit_log2 = CSA_UNIT.bit_length() - 1
-        m.d.comb += mover.cmd.payload.base.eq(
-            (regs.f("CSA_BASE", "BASE") + target * regs.f("CSA_STRIDE", "STRIDE")) << unit_log2)
-        m.d.comb += mover.abort.eq(flr.bit_select(target, 1))
+        csa_base, csa_stride = regs.f("CSA_BASE", "BASE"), regs.f("CSA_STRIDE", "STRIDE")
+        m.d.comb += [act_cmd.base.eq((csa_base + target * csa_stride) << unit_log2),
+                     sh_cmd.base.eq((csa_base + nxt * csa_stride) << unit_log2),
+                     sh_cmd.op.eq(CtxOp.LOAD),
+                     act_abort.eq(flr.bit_select(target, 1)), sh_abort.eq(flr.bit_select(nxt, 1))]
 
         # --- Auto mode: the next function to run ----------------------------------------
         slices = Array(regs.f("TIME_SLICE", "CYCLES", k) for k in range(n))
         on_list = Cat(*[regs.f("TIME_SLICE", "RUN", k) for k in range(n)])
         liquid = regs.f("SCHED", "LIQUID")
+        overlap = regs.f("SCHED", "OVERLAP")
         candidates = Signal(n)
         m.d.comb += candidates.eq(on_list & ctx_valid & live & ~flr &
                                   Mux(liquid, self.has_work, Const((1 << n) - 1, n)))
@@ -349,11 +419,12 @@ class WorldSwitch(wiring.Component):
                 m.d.sync += status.eq(code)
 
         def start_mover(op, zero):
-            """The mover takes the command in the phase's first cycle (it is idle then)."""
+            """The live set's mover takes the command in the phase's first cycle (it is idle
+            then); the phase waits for its done."""
             started = Signal(name=f"started_{op.name.lower()}_{int(zero)}")
-            m.d.comb += [busy.eq(1), mover.cmd.payload.op.eq(op),
-                         mover.cmd.payload.zero.eq(zero), mover.cmd.valid.eq(~started)]
-            m.d.sync += started.eq(~mover.done)
+            m.d.comb += [busy.eq(1), act_cmd.op.eq(op), act_cmd.zero.eq(zero),
+                         act_valid.eq(~started)]
+            m.d.sync += started.eq(~act_done)
 
         with m.FSM(name="ws"):
             with m.State("READY"):
@@ -391,7 +462,11 @@ class WorldSwitch(wiring.Component):
                 with m.Elif(~self.engine_busy):
                     m.d.sync += state.eq(GpuState.STOPPED)
                     end_phase(Phase.IDLE)
-                    with m.If(switching):
+                    # Switching a function to itself reloads what it just saved: serial.
+                    with m.If(switching & overlap & (nxt != target)):
+                        phase_status(IovStatus.SAVING)
+                        m.next = "OVERLAP"
+                    with m.Elif(switching):
                         phase_status(IovStatus.SAVING)
                         m.next = "SAVE"
                     with m.Else():
@@ -407,9 +482,9 @@ class WorldSwitch(wiring.Component):
 
             with m.State("SAVE"):
                 start_mover(CtxOp.SAVE, zero=False)
-                with m.If(mover.done):
+                with m.If(act_done):
                     end_phase(Phase.SAVE)
-                    with m.If(~mover.aborted):
+                    with m.If(~act_aborted):
                         m.d.comb += ctx_set.eq(1 << target)
                         m.d.sync += state.eq(GpuState.EMPTY)
                     with m.If(switching):
@@ -417,16 +492,16 @@ class WorldSwitch(wiring.Component):
                         phase_status(IovStatus.LOADING)
                         m.next = "LOAD"
                     with m.Else():
-                        finish(Mux(mover.aborted, IovStatus.FLR_ABORTED, IovStatus.COMMAND_DONE))
+                        finish(Mux(act_aborted, IovStatus.FLR_ABORTED, IovStatus.COMMAND_DONE))
                         m.next = "READY"
 
             with m.State("LOAD"):
                 start_mover(CtxOp.LOAD, zero=False)
-                with m.If(mover.done):
+                with m.If(act_done):
                     end_phase(Phase.LOAD)
                     # The incoming context may have been reset after the command was
                     # checked, before the mover started: then it was aborted at once.
-                    with m.If(mover.aborted | ~ctx_valid.bit_select(target, 1)):
+                    with m.If(act_aborted | ~ctx_valid.bit_select(target, 1)):
                         m.d.sync += state.eq(GpuState.EMPTY)
                         finish(IovStatus.FLR_ABORTED)
                         m.next = "READY"
@@ -454,13 +529,53 @@ class WorldSwitch(wiring.Component):
                 end_phase(Phase.RUN)
                 m.next = "READY"
 
+            with m.State("OVERLAP"):
+                # Save the outgoing context from the live set and load the incoming one into
+                # the shadow set at the same time, each on its own memory port.
+                m.d.comb += busy.eq(1)
+                a_started, s_started = Signal(), Signal()
+                a_fin, s_fin, s_abt = Signal(), Signal(), Signal()
+                m.d.comb += [act_cmd.op.eq(CtxOp.SAVE), act_valid.eq(~a_started),
+                             sh_valid.eq(~s_started)]
+                m.d.sync += [a_started.eq(1), s_started.eq(1)]
+                with m.If(act_done):
+                    m.d.sync += a_fin.eq(1)
+                    record_phase(Phase.SAVE)
+                    with m.If(~act_aborted):
+                        m.d.comb += ctx_set.eq(1 << target)
+                with m.If(sh_done):
+                    m.d.sync += [s_fin.eq(1), s_abt.eq(sh_aborted)]
+                    record_phase(Phase.LOAD)
+                load_failed = Mux(sh_done, sh_aborted, s_abt) | ~ctx_valid.bit_select(nxt, 1)
+                with m.If((a_fin | act_done) & (s_fin | sh_done)):
+                    m.d.sync += [a_started.eq(0), s_started.eq(0), a_fin.eq(0), s_fin.eq(0),
+                                 count.eq(0), state.eq(GpuState.EMPTY)]
+                    with m.If(load_failed):
+                        finish(IovStatus.FLR_ABORTED)
+                        m.next = "READY"
+                    with m.Else():
+                        m.d.sync += [bank.eq(~bank), replay_beat.eq(0)]
+                        phase_status(IovStatus.ENABLING)
+                        m.next = "SWAP"
+
+            with m.State("SWAP"):
+                # The shadow set is live now; its shared registers go out, one beat a cycle.
+                m.d.comb += [busy.eq(1), replaying.eq(1)]
+                m.d.sync += replay_beat.eq(replay_beat + 1)
+                with m.If(flr.bit_select(nxt, 1)):
+                    finish(IovStatus.FLR_ABORTED)
+                    m.next = "READY"
+                with m.Elif(replay_beat == p.shared_beats - 1):
+                    m.d.sync += [state.eq(GpuState.LOADED), cur.eq(nxt)]
+                    m.next = "RUN"
+
             with m.State("INIT"):
                 start_mover(CtxOp.SAVE, zero=True)
-                with m.If(mover.done):
+                with m.If(act_done):
                     m.d.sync += count.eq(0)
-                    with m.If(~mover.aborted):
+                    with m.If(~act_aborted):
                         m.d.comb += ctx_set.eq(1 << target)
-                    finish(Mux(mover.aborted, IovStatus.FLR_ABORTED, IovStatus.COMMAND_DONE))
+                    finish(Mux(act_aborted, IovStatus.FLR_ABORTED, IovStatus.COMMAND_DONE))
                     m.next = "READY"
 
         # Last, so that it wins over the sequence: an FLR takes its function off the GPU.

@@ -21,10 +21,16 @@ counters from its first cycle to its last:
 
 A whole switch (CONTEXT_SWITCH or automatic) is their sum; a host command takes 2 cycles
 more than its phases (the cycle EXECUTE is seen, the cycle done is reported).
+
+Overlapped (SCHED.OVERLAP, to another function): after IDLE, the SAVE (live set, port
+``mem``) and the LOAD (shadow set, port ``mem_load``) start together; the phase lasts
+max(SAVE, LOAD) phases; then the shadow's shared registers are replayed to the live flops,
+one beat a cycle (S = ceil(shared_regs * 32 / W) beats), and RUN: RUN phase = S + 1.
 """
 
 __all__ = ["context_beats", "save_cycles", "load_cycles", "bandwidth_bound", "phase_cycles",
-           "switch_cycles", "HANDSHAKE_OVERHEAD"]
+           "switch_cycles", "overlapped_phase_cycles", "overlapped_switch_cycles",
+           "HANDSHAKE_OVERHEAD"]
 
 #: Cycles a serial switch spends beyond the drain, 2 x ceil(bits/W) and L (with more reads
 #: in flight than L): IDLE 1, SAVE 1 + 2 (first fetch; start, finish), LOAD 2, RUN 1.
@@ -63,3 +69,17 @@ def phase_cycles(params, drain):
 def switch_cycles(params, drain):
     """A whole switch, serial: IDLE + SAVE + LOAD + RUN."""
     return sum(phase_cycles(params, drain).values())
+
+
+def overlapped_phase_cycles(params, drain):
+    """Phase counters of an overlapped switch: SAVE and LOAD both count from the start of
+    the overlapped phase; RUN includes the shared-register replay."""
+    phases = phase_cycles(params, drain)
+    phases["run"] = params.shared_beats + 1
+    return phases
+
+
+def overlapped_switch_cycles(params, drain):
+    """A whole overlapped switch: IDLE + max(SAVE, LOAD) + replay + RUN."""
+    phases = overlapped_phase_cycles(params, drain)
+    return phases["idle"] + max(phases["save"], phases["load"]) + phases["run"]

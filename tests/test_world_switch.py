@@ -35,6 +35,29 @@ def test_switch_cycles_are_exactly_the_analytic_model(width, latency, outstandin
     assert result["command"] == result["switch"] + 2 and result["switches"] == 1
 
 
+@pytest.mark.parametrize("width, latency, outstanding, words", [
+    (64, 10, 32, 16), (128, 100, 128, 40), (512, 10, 4, 40),
+])
+def test_overlapped_switch_cycles_are_exactly_the_analytic_model_and_faster(
+        width, latency, outstanding, words):
+    params = SMALL.with_(mem_width=width, mem_latency=latency, mem_outstanding=outstanding,
+                         ctx_words=words)
+    result = run_amaranth("world_switch", params, BENCH + "context_switch", drain=DRAIN,
+                          overlap=True)
+    assert result["phases"] == list(cost_model.overlapped_phase_cycles(params, DRAIN).values())
+    assert result["switch"] == cost_model.overlapped_switch_cycles(params, DRAIN)
+    assert result["switch"] < cost_model.switch_cycles(params, DRAIN)
+
+
+def test_overlapped_switch_is_within_the_larger_stream_plus_latency_plus_16():
+    for width in (64, 128, 256, 512):
+        params = GpuParams(mem_width=width, mem_latency=100, mem_outstanding=128,
+                           ctx_words=1024)
+        beats = cost_model.bandwidth_bound(params)
+        total = cost_model.overlapped_switch_cycles(params, drain=0)
+        assert total <= beats + params.mem_latency + 16, width
+
+
 def test_serial_switch_is_within_the_bandwidth_bound_plus_fixed_overhead():
     for width in (64, 128, 256, 512):
         params = SMALL.with_(mem_width=width, mem_latency=100, mem_outstanding=128,

@@ -38,6 +38,10 @@ class WorldSwitchTB:
         self.tb, self.p = tb, params
         self.rng = Random(seed)
         self.mem = FbMemoryModel(params, latency, ready_prob=ready_prob, seed=seed)
+        # The shadow set's port (overlapped switches) reaches the same FB.
+        self.mem_load = FbMemoryModel(params, latency, ready_prob=ready_prob, seed=seed + 1,
+                                      prefix="mem_load")
+        self.mem_load.words = self.mem.words
         # Register accesses tick through step(), so the memory and the engine keep running.
         self.regs = RegBusDriver(_Ticking(self), world_switch_regmap(params), prefix="cfg")
         self.drain = drain
@@ -60,6 +64,7 @@ class WorldSwitchTB:
     async def step(self, flr=()):
         tb = self.tb
         self.mem.step(tb)
+        self.mem_load.step(tb)
         if tb.get("engine_stop"):
             if self.drain_left is None:
                 self.drain_left = self.drain
@@ -205,9 +210,10 @@ async def host_sequence(tb, params, seed=1, drain=3):
     return {"command_cycles": cycles, "phases": phases}
 
 
-async def context_switch(tb, params, seed=1, drain=3):
+async def context_switch(tb, params, seed=1, drain=3, overlap=False):
     """CONTEXT_SWITCH(A, B) in one command: phases and the whole switch, in cycles."""
     env = WorldSwitchTB(tb, params, seed=seed, drain=drain)
+    await env.regs.write("SCHED", OVERLAP=int(overlap))
     await bring_up(env, 1)
     await env.scribble()
     ok(await env.command(C.INIT_GPU, 3), "INIT_GPU(3)")
@@ -223,8 +229,8 @@ async def context_switch(tb, params, seed=1, drain=3):
 
 
 async def random_switches(tb, params, seed, switches, ready_prob=1.0, functions=None):
-    """Many CONTEXT_SWITCHes among random functions with random contents; every function's
-    context comes back bit-exact each time it is loaded."""
+    """Many CONTEXT_SWITCHes among random functions with random contents, serial and
+    overlapped at random; every function's context comes back bit-exact each time."""
     rng = Random(seed)
     env = WorldSwitchTB(tb, params, seed=seed, ready_prob=ready_prob, drain=rng.randrange(8))
     fns = list(range(functions or params.num_fns))
@@ -237,6 +243,7 @@ async def random_switches(tb, params, seed, switches, ready_prob=1.0, functions=
         await env.scribble()
         nxt = rng.choice(fns)
         env.drain = rng.randrange(8)
+        await env.regs.write("SCHED", OVERLAP=rng.randrange(2))
         env.record_save(cur)                    # what the switch must save
         ok(await env.command(C.CONTEXT_SWITCH, cur, nxt), f"CONTEXT_SWITCH({cur}, {nxt})")
         await env.check_loaded(nxt)
