@@ -185,6 +185,30 @@ def cmd_bench_doorbell(args):
     return 0
 
 
+def cmd_bench_switch(args):
+    """World switch: cycles by phase, serial and overlapped, against the analytic model."""
+    from sim import bench_world_switch as bench
+    rows = bench.run(args.sizes, args.widths, args.latencies, args.measure_upto, args.jobs)
+    print(f"World switch (CONTEXT_SWITCH), engine drain {bench.DRAIN} cycles, memory always "
+          f"ready, 128 reads in flight; cycles")
+    print(bench.table(rows))
+    print("phases (serial): idle = drain + 1, save, load, run start; bound = drain + "
+          "2 x ceil(bits/W) + L (serial), drain + ceil(bits/W) + L (overlapped);\n"
+          "measured: simulated (Amaranth); model: sim/cost_model.py, which the tests hold "
+          "the RTL to exactly.")
+    bad = [r for r in rows if "serial_measured" in r and (
+        r["serial_measured"] != r["serial_model"] or
+        r["overlap_total_measured"] != r["overlap_total_model"])]
+    for r in bad:
+        print(f"MISMATCH at {r['size']} bytes, W={r['width']}, L={r['latency']}: measured "
+              f"{r['serial_measured']} / {r['overlap_total_measured']}, model "
+              f"{r['serial_model']} / {r['overlap_total_model']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+        print(f"wrote {args.json}")
+    return 1 if bad else 0
+
+
 def build_parser():
     parser = _Parser(prog="sriov-gpu", description="Cycle-approximate model of SR-IOV GPU "
                      "virtualization hardware, in Amaranth HDL.")
@@ -238,6 +262,22 @@ def build_parser():
                    help="doorbell ingress ports (default 1)")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     p.set_defaults(func=cmd_bench_doorbell)
+
+    from sim.bench_world_switch import LATENCIES, SIZES, WIDTHS
+    p = sub.add_parser("bench-switch", help="world-switch benchmark: cycles by phase, serial "
+                       "and overlapped, by context size, W and L, next to the analytic model")
+    p.add_argument("--sizes", type=parse_size, nargs="+", default=list(SIZES), metavar="SIZE",
+                   help="context sizes (default 1KiB 4KiB 16KiB 64KiB 256KiB 1MiB)")
+    p.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS),
+                   choices=[64, 128, 256, 512], metavar="W", help="memory widths, bits")
+    p.add_argument("--latencies", type=int, nargs="+", default=list(LATENCIES), metavar="L",
+                   help="memory read latencies, cycles (default 10 100)")
+    p.add_argument("--measure-upto", type=parse_size, default=16 << 10, metavar="SIZE",
+                   help="simulate points up to this context size; larger ones print the "
+                        "model (default 16KiB)")
+    p.add_argument("--jobs", type=int, default=2, help="parallel simulations (default 2)")
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    p.set_defaults(func=cmd_bench_switch)
 
     p = sub.add_parser("docs", help="regenerate the generated pages of docs/")
     p.add_argument("-o", "--output", default="docs/generated", help="output folder")

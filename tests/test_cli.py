@@ -16,7 +16,7 @@ def run(*args):
 def test_help_lists_every_command():
     out = run("--help").stdout
     for command in ("summary", "verilog", "synth", "regmap", "docs", "config-dump",
-                    "bench-doorbell"):
+                    "bench-doorbell", "bench-switch"):
         assert command in out
 
 
@@ -44,6 +44,7 @@ def test_summary_writes_every_blocks_verilog(tmp_path, capsys):
     (["synth", "--granule", "3MiB"], "fb_granule="),
     (["bench-doorbell", "--vfs-list", "4", "65"], "65 VFs is out of range 1..64"),
     (["bench-doorbell", "--cycles", "10"], "--cycles=10 is too short"),
+    (["bench-switch", "--sizes", "1000"], "context size 1000 is not a multiple"),
 ])
 def test_bad_input_exits_2_with_one_line_saying_what_to_fix(args, says):
     proc = run(*args)
@@ -62,6 +63,17 @@ def test_doorbell_benchmark_prints_rate_waits_and_fairness(tmp_path, capsys):
     assert equal["throughput"] == 1.0 and equal["first_delivery"] == 2
     assert equal["worst_wait"] <= equal["bound"] == 2        # 1 + the other VF's weight
     assert weighted["worst_wait"] <= weighted["bound"] == 3  # VF 1 waits for VF 2's two
+
+
+def test_switch_benchmark_measures_what_the_model_predicts(tmp_path, capsys):
+    out_json = tmp_path / "switch.json"
+    assert main(["bench-switch", "--sizes", "1KiB", "64KiB", "--widths", "128",
+                 "--latencies", "10", "--jobs", "1", "--json", str(out_json)]) == 0
+    assert "MISMATCH" not in capsys.readouterr().out
+    small, large = json.loads(out_json.read_text())
+    assert small["serial_measured"] == small["serial_model"]          # simulated
+    assert "serial_measured" not in large                            # model only
+    assert small["overlap_total_measured"] < small["serial_total_measured"]
 
 
 def test_sizes_read_like_an_engineer_writes_them():

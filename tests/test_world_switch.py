@@ -4,9 +4,13 @@ analytic model's (sim/cost_model.py)."""
 
 import pytest
 
-from rtl.params import GpuParams
+from rtl.params import GpuParams, KiB
 from sim import cost_model
 from sim.backend import run_amaranth, run_cocotb
+from sim.formal import prove
+from sim.toolchain import BUILD_DIR
+
+from .formal.world_switch_ownership import WorldSwitchOwnershipHarness
 
 BENCH = "tests.benches.world_switch:"
 SMALL = GpuParams(num_vfs=4, shared_regs=4, ctx_words=16)
@@ -141,3 +145,14 @@ def test_solid_auto_mode_runs_functions_without_work_too():
     result = run_amaranth("world_switch", SMALL, BENCH + "auto_mode", liquid=False,
                           slice_cycles=100, cycles=1400, idle_fns=(2,))
     assert 2 in [fn for fn, _ in result["first"]]
+
+
+@pytest.mark.formal
+def test_ownership_never_jumps_between_functions_and_an_flr_ends_it():
+    params = GpuParams(num_vfs=2, shared_regs=1, ctx_words=1, mem_width=64, mem_outstanding=2,
+                       mem_latency=2, fb_size=64 * KiB, fb_granule=4 * KiB,
+                       vf_fb_aperture=16 * KiB, counter_width=8)
+    result = prove(WorldSwitchOwnershipHarness(params), BUILD_DIR / "formal" / "world_switch",
+                   depth=6)
+    assert result, result.log[-4000:]
+    assert "successful proof by k-induction" in result.log
