@@ -3,6 +3,7 @@
 from .config_space import ConfigSpace
 from .doorbell import DoorbellArbiter
 from .fb_partition import FbPartition
+from .gpu_iov import GpuIov
 from .mmio import MmioDecode
 from .routing import Router
 from .save_restore import ContextMover
@@ -19,6 +20,7 @@ BLOCKS = {
     "context_mover": ContextMover,
     "doorbell_arbiter": DoorbellArbiter,
     "world_switch": WorldSwitch,
+    "gpu_iov": GpuIov,
 }
 
 

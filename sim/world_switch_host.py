@@ -8,8 +8,9 @@ from rtl.world_switch import GpuState, IovCommand, IovStatus, fcn_id, world_swit
 
 from .drivers import RegBusDriver
 from .fbmem import FbMemoryModel
+from .host import ConfigDriver, enumerate_device
 
-__all__ = ["WorldSwitchTB", "bring_up", "ok", "context_switch"]
+__all__ = ["WorldSwitchTB", "IovHost", "bring_up", "ok", "context_switch"]
 
 C = IovCommand
 
@@ -37,7 +38,7 @@ class WorldSwitchTB:
     what the GPU holds now."""
 
     def __init__(self, tb, params, *, latency=None, ready_prob=1.0, seed=0, drain=3,
-                 num_vfs=None):
+                 num_vfs=None, integrated=False):
         self.tb, self.p = tb, params
         self.rng = Random(seed)
         self.mem = FbMemoryModel(params, latency, ready_prob=ready_prob, seed=seed)
@@ -46,7 +47,12 @@ class WorldSwitchTB:
                                       prefix="mem_load")
         self.mem_load.words = self.mem.words
         # Register accesses tick through step(), so the memory and the engine keep running.
-        self.regs = RegBusDriver(_Ticking(self), world_switch_regmap(params), prefix="cfg")
+        # On the GpuIov block (integrated) the world switch's registers are `ws_cfg`, and
+        # NumVFs, VF Enable and FLRs come from configuration space.
+        self.integrated = integrated
+        self.ticking = _Ticking(self)
+        self.regs = RegBusDriver(self.ticking, world_switch_regmap(params),
+                                 prefix="ws_cfg" if integrated else "cfg")
         self.drain = drain
         self.drain_left = None
         #: fn -> does the engine have work for it (default: always): it stays busy while
@@ -58,8 +64,9 @@ class WorldSwitchTB:
         self.num_vfs = params.num_vfs if num_vfs is None else num_vfs
         self.shared = [0] * params.shared_regs      # the owner-shared flops, as the GPU holds them
         self.saved = {}                             # fn -> (shared, state) its CSA must hold
-        tb.set("num_vfs", self.num_vfs)
-        tb.set("vf_enable", 1)
+        if not integrated:
+            tb.set("num_vfs", self.num_vfs)
+            tb.set("vf_enable", 1)
         tb.set("shared_in", self.shared)
         tb.set("has_work", 0)
 
@@ -81,7 +88,8 @@ class WorldSwitchTB:
         if self.work is not None:
             tb.set("has_work", sum(1 << fn for fn in range(self.p.num_fns) if self.work(fn)))
         tb.set("engine_busy", int(busy or self.hung))
-        tb.set("flr", sum(1 << fn for fn in flr))
+        if not self.integrated:
+            tb.set("flr", sum(1 << fn for fn in flr))
         if tb.get("shared_load__valid"):
             beat = tb.get("shared_load__payload")
             per_beat = self.p.mem_width // 32
@@ -90,7 +98,8 @@ class WorldSwitchTB:
                 if index < self.p.shared_regs:
                     self.shared[index] = int(beat.data) >> (32 * k) & 0xFFFFFFFF
         await tb.tick()
-        tb.set("flr", 0)
+        if not self.integrated:
+            tb.set("flr", 0)
         if tb.get("hang_irq"):
             self.irqs += 1
         self.cycle += 1
@@ -200,3 +209,42 @@ async def context_switch(tb, params, seed=1, drain=3, overlap=False):
     return {"command": cycles, "phases": await env.phase_last(),
             "switch": await env.regs.read("SWITCH_LAST"),
             "switches": await env.regs.read("SWITCHES")}
+
+
+class IovHost:
+    """The hypervisor of REFERENCE.md section 2 on the :class:`~rtl.gpu_iov.GpuIov` block: it
+    enumerates the device, then steers the world switch by writing the GPU-IOV command dword
+    (command | EXECUTE | FCN_ID << 8 | NXT_FCN_ID << 16) and polling until EXECUTE clears,
+    reading CMD_STATUS; it gives up after ``timeout`` polls and stops early on a hang."""
+
+    HANG = (IovStatus.GFX_HANG, IovStatus.SDMA_HANG)
+
+    def __init__(self, env, poll_every=4, timeout=100_000):
+        self.env = env
+        self.cfg = ConfigDriver(env.ticking, env.p)
+        self.poll_every = poll_every
+        self.timeout = timeout
+        self.polls = 0
+
+    async def enumerate(self, num_vfs):
+        return await enumerate_device(self.env.ticking, self.env.p, num_vfs)
+
+    async def command(self, command, fn=0, nxt=0):
+        """Issue a command, poll to its end; returns its CMD_STATUS."""
+        await self.cfg.write(0, "GPUIOV_CMD", COMMAND=int(command.value), EXECUTE=1,
+                             FCN_ID=fcn_id(fn), NXT_FCN_ID=fcn_id(nxt))
+        for _ in range(self.timeout):
+            await self.env.idle_cycles(self.poll_every)
+            self.polls += 1
+            status = IovStatus((await self.cfg.read(0, "GPUIOV_STATUS"))["CMD_STATUS"])
+            if status in self.HANG:
+                return status
+            if not (await self.cfg.read(0, "GPUIOV_CMD"))["EXECUTE"]:
+                return IovStatus((await self.cfg.read(0, "GPUIOV_STATUS"))["CMD_STATUS"])
+        raise AssertionError(f"{command!r}({fn}, {nxt}): EXECUTE still set after "
+                             f"{self.timeout} polls")
+
+    async def flr(self, fn):
+        """Function-level reset of VF ``fn`` (Initiate FLR in its Device Control)."""
+        self.env.on_flr(fn)
+        await self.cfg.write(fn, "DEV_CTL", INITIATE_FLR=1)

@@ -71,6 +71,15 @@ def test_serial_switch_is_within_the_bandwidth_bound_plus_fixed_overhead():
         assert total - (2 * beats + params.mem_latency) == cost_model.HANDSHAKE_OVERHEAD <= 16
 
 
+def test_hypervisor_polls_idle_save_load_run_through_configuration_space():
+    result = run_amaranth("gpu_iov", SMALL, BENCH + "iov_host_sequence")
+    assert result["statuses"].count("COMMAND_DONE") == 17
+
+
+def test_cocotb_hypervisor_sequence_through_configuration_space(simulator):
+    run_cocotb(simulator, "gpu_iov", SMALL, BENCH + "iov_host_sequence", test_name="host")
+
+
 def test_illegal_commands_end_at_once_with_a_reason_and_change_nothing():
     result = run_amaranth("world_switch", SMALL, BENCH + "illegal_commands")
     assert result["refused"] >= 20

@@ -5,7 +5,8 @@ from random import Random
 
 from rtl.world_switch import GpuState, IovCommand, IovStatus, Phase
 from sim import cost_model
-from sim.world_switch_host import WorldSwitchTB, bring_up, context_switch, ok  # noqa: F401
+from sim.world_switch_host import (IovHost, WorldSwitchTB, bring_up, context_switch,  # noqa: F401
+                                   ok)
 
 C = IovCommand
 
@@ -253,3 +254,47 @@ async def auto_mode(tb, params, liquid, slice_cycles, cycles, idle_fns=(), work_
             "second": [tuple(t) for t in timeline[split:]],
             "switches": await env.regs.read("SWITCHES"),
             "switch_max": await env.regs.read("SWITCH_MAX")}
+
+
+async def iov_host_sequence(tb, params, num_vfs=3):
+    """On the GpuIov block: enumerate, then IDLE, SAVE, LOAD, RUN with status polling as
+    REFERENCE.md section 2 describes, contexts compared bit for bit; a refused command
+    reads its code in CMD_STATUS; a VF's FLR through its Device Control takes it off the
+    GPU and makes its context unloadable."""
+    env = WorldSwitchTB(tb, params, integrated=True, drain=5)
+    host = IovHost(env)
+    assert (await host.enumerate(num_vfs))["num_vfs"] == num_vfs
+    statuses = []
+
+    async def expect(code, command, fn=0, nxt=0):
+        status = await host.command(command, fn, nxt)
+        assert status == code, f"{command!r}({fn}, {nxt}): {status!r}, expected {code!r}"
+        statuses.append(status.name)
+
+    done = IovStatus.COMMAND_DONE
+    await expect(IovStatus.BAD_FUNCTION, C.INIT_GPU, num_vfs + 1)    # beyond NumVFs
+    for fn in (1, 2):
+        await expect(done, C.INIT_GPU, fn)
+        env.record_init(fn)
+    await expect(done, C.LOAD_GPU_STATE, 1)
+    await env.check_loaded(1)
+    await expect(done, C.RUN_GPU, 1)
+    assert tb.get("owner_valid") and tb.get("owner") == 1
+    await env.scribble()
+    for a, b in ((1, 2), (2, 1), (1, 2)):          # A -> B as GIM does it, and back
+        await expect(IovStatus.ILLEGAL_STATE, C.LOAD_GPU_STATE, b)   # LOAD while running
+        await expect(done, C.IDLE_GPU, a)
+        env.record_save(a)
+        await expect(done, C.SAVE_GPU_STATE, a)
+        await expect(done, C.LOAD_GPU_STATE, b)
+        await env.check_loaded(b)
+        await expect(done, C.RUN_GPU, b)
+        assert tb.get("owner_valid") and tb.get("owner") == b
+        await env.scribble()
+    await host.flr(2)                              # the owner is reset
+    await env.idle_cycles(2)
+    assert not tb.get("owner_valid")
+    await expect(IovStatus.ILLEGAL_STATE, C.LOAD_GPU_STATE, 2)       # its context is gone
+    await expect(done, C.LOAD_GPU_STATE, 1)        # the other one is intact
+    await env.check_loaded(1)
+    return {"statuses": statuses, "polls": host.polls}

@@ -1,0 +1,80 @@
+"""The GPU-IOV control path: configuration space steering the world switch."""
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .config_space import ConfigSpace
+from .interfaces import RegBusSignature
+from .world_switch import WorldSwitch
+
+__all__ = ["GpuIov"]
+
+
+class GpuIov(wiring.Component):
+    """Configuration space (with the SR-IOV and GPU-IOV capabilities) joined to the world
+    switch, as the hypervisor drives them: it writes the GPU-IOV command dword (command,
+    EXECUTE, FCN_ID, NXT_FCN_ID) with a configuration write and polls EXECUTE and CMD_STATUS.
+    An Initiate FLR written to a VF's Device Control resets that VF in the world switch;
+    NumVFs and VF Enable come from the SR-IOV capability.
+
+    Latency: a configuration request is answered the next cycle; a command reaches the world
+    switch the cycle after the write, and EXECUTE reads 0 from the cycle after it ends.
+
+    Attributes
+    ----------
+    cfg : RegBus, in
+        Configuration requests (``fn`` = target function).
+    ws_cfg : RegBus, in
+        The world switch's PF registers.
+    The other ports are the world switch's (see :class:`WorldSwitch`), and ``flr``,
+    ``num_vfs``, ``vf_enable`` out, for the rest of the GPU.
+    """
+
+    LATENCY = 1
+
+    def __init__(self, params):
+        self.params = params
+        self.config = ConfigSpace(params)
+        self.ws = WorldSwitch(params)
+        self.regmap = self.config.regmap
+        members = {"cfg": In(RegBusSignature(params, self.config.regmap.addr_width)),
+                   "ws_cfg": In(RegBusSignature(params, self.ws.regmap.addr_width))}
+        for name, member in self.ws.signature.members.items():
+            if name not in ("cfg", "iov_cmd", "iov_done", "iov_status", "num_vfs",
+                            "vf_enable", "flr"):
+                members[name] = member
+        members.update({"flr": Out(params.num_fns), "num_vfs": Out(range(params.num_vfs + 1)),
+                        "vf_enable": Out(1)})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        config, ws = self.config, self.ws
+        m.submodules.config = config
+        m.submodules.world_switch = ws
+        wiring.connect(m, wiring.flipped(self.cfg), config.cfg)
+        wiring.connect(m, wiring.flipped(self.ws_cfg), ws.cfg)
+        m.d.comb += [
+            ws.iov_cmd.valid.eq(config.iov_cmd.valid),
+            ws.iov_cmd.payload.eq(config.iov_cmd.payload),
+            config.iov_done.eq(ws.iov_done),
+            config.iov_status.eq(ws.iov_status),
+            ws.num_vfs.eq(config.num_vfs), ws.vf_enable.eq(config.vf_enable),
+            ws.flr.eq(config.flr),
+            self.flr.eq(config.flr), self.num_vfs.eq(config.num_vfs),
+            self.vf_enable.eq(config.vf_enable),
+        ]
+        for name, member in self.ws.signature.members.items():
+            if name not in self.signature.members or name in ("cfg", "flr", "num_vfs",
+                                                              "vf_enable"):
+                continue
+            ours, theirs = getattr(self, name), getattr(ws, name)
+            if member.is_port:
+                if member.flow == In:
+                    m.d.comb += theirs.eq(ours)
+                else:
+                    m.d.comb += ours.eq(theirs)
+            else:
+                wiring.connect(m, wiring.flipped(ours), theirs)
+        return m
