@@ -5,6 +5,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .rr import encode, first_after, lowest_after, onehot_mux
+
 __all__ = ["DoorbellArbiter", "doorbell_write_layout", "doorbell_event_layout"]
 
 
@@ -24,42 +26,6 @@ def doorbell_event_layout(params):
         "index": unsigned(max((params.doorbells_per_fn - 1).bit_length(), 1)),
         "value": unsigned(params.doorbell_value_width),
     })
-
-
-def _lowest_after(m, bits, above, name):
-    """One-hot: the lowest set bit of ``bits`` where ``above`` is set, else the lowest set
-    bit at all (round robin). One carry chain isolates the lowest one of (bits & above,
-    bits) side by side; the halves are ORed."""
-    n = len(bits)
-    both = Signal(2 * n, name=f"{name}_both")
-    m.d.comb += both.eq(Cat(bits & above, bits))
-    onehot = Signal(2 * n, name=f"{name}_onehot")
-    m.d.comb += onehot.eq(both & (~both + 1)[:2 * n])
-    return onehot[:n] | onehot[n:]
-
-
-def _encode(onehot):
-    """Binary index of a one-hot vector (an OR tree per bit)."""
-    n = len(onehot)
-    return Cat(*[Cat(*[onehot[i] for i in range(n) if i >> b & 1]).any()
-                 for b in range(max((n - 1).bit_length(), 1))])
-
-
-def _onehot_mux(onehot, values):
-    """values[i] where onehot[i] is set, 0 if none is: per bit, one OR-reduction of the
-    gated inputs, which maps to a balanced LUT tree."""
-    width = max(len(v) for v in values)
-    return Cat(*[Cat(*[onehot[i] & v[b] for i, v in enumerate(values) if b < len(v)]).any()
-                 for b in range(width)])
-
-
-def _first_after(m, bits, last, name):
-    """The lowest set bit of ``bits`` above position ``last``, else the lowest set bit at all
-    (round robin from ``last`` + 1). Returns (found, binary index)."""
-    n = len(bits)
-    above = Signal(n, name=f"{name}_above")
-    m.d.comb += above.eq(Cat(*[Const(i, range(n + 1)) > last for i in range(n)]))
-    return bits.any(), _encode(_lowest_after(m, bits, above, name))
 
 
 class DoorbellArbiter(wiring.Component):
@@ -204,13 +170,13 @@ class DoorbellArbiter(wiring.Component):
             m.d.comb += eligible[f].eq(usable[f] & (two | (bits.any() & ~sel[f]) | rung))
         used = Signal(self.WEIGHT_WIDTH)            # doorbells `last` sent in a row, - 1
         weight = Signal(self.WEIGHT_WIDTH)          # last's weight (0 counts as 1)
-        m.d.comb += weight.eq(_onehot_mux(last, [self.weight[f] for f in range(n)]))
+        m.d.comb += weight.eq(onehot_mux(last, [self.weight[f] for f in range(n)]))
         stay = Signal()
         m.d.comb += stay.eq((used + 1 < weight) & (eligible & last).any())
         above = Signal(n)                           # functions after `last`, round robin
         m.d.comb += above.eq(Cat(*[last[:f].any() for f in range(n)]))
         chosen = Signal(n)
-        m.d.comb += chosen.eq(Mux(stay, last, _lowest_after(m, eligible, above, "fns")))
+        m.d.comb += chosen.eq(Mux(stay, last, lowest_after(m, eligible, above, "fns")))
 
         # Stage 2. Every function's next index is searched in parallel, from its own
         # registers; the chosen function's is muxed out at the end.
@@ -218,14 +184,14 @@ class DoorbellArbiter(wiring.Component):
         picks = []
         for f in range(n):
             if d > 1:
-                _, pick_f = _first_after(m, pending[f * d:(f + 1) * d], last_index[f],
+                _, pick_f = first_after(m, pending[f * d:(f + 1) * d], last_index[f],
                                          f"idx{f}")
             else:
                 pick_f = Const(0, idx_bits)
             picks.append(pick_f)
         pick = Signal(idx_bits)
         sel_fn = Signal(range(n))
-        m.d.comb += [pick.eq(_onehot_mux(sel, picks)), sel_fn.eq(_encode(sel))]
+        m.d.comb += [pick.eq(onehot_mux(sel, picks)), sel_fn.eq(encode(sel))]
         sel_ok = Signal()
         m.d.comb += sel_ok.eq(sel_valid & (sel & usable & Cat(
             *[pending[f * d:(f + 1) * d].any() for f in range(n)])).any())

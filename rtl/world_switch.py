@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from .config_space import iov_command_layout
 from .interfaces import FbMemSignature, RegBusSignature, ValidSignature
 from .regmap import Access, Field, Register, RegisterFile, RegisterMap
+from .rr import first_after
 from .save_restore import ContextMover, CtxOp
 
 __all__ = ["WorldSwitch", "IovCommand", "IovStatus", "GpuState", "Phase",
@@ -183,8 +184,8 @@ class WorldSwitch(wiring.Component):
     Ownership: ``owner_valid`` is high exactly in the RUNNING state, naming ``owner``.
     Per-phase cycle counters (last and max) and the whole switch's are PF registers.
 
-    Phase cycles with a memory that is always ready: IDLE = drain + 2; SAVE = mover SAVE
-    + 2; LOAD = mover LOAD + 2; RUN = 1 (see sim/cost_model.py).
+    Phase cycles with a memory that is always ready: IDLE = drain + 1; SAVE = mover SAVE
+    + 3; LOAD = mover LOAD + 3 (address setup, start, finish); RUN = 1 (sim/cost_model.py).
     """
 
     LATENCY = None      # a command takes its phases' cycles: see the docstring
@@ -366,8 +367,10 @@ class WorldSwitch(wiring.Component):
         switching = Signal()                # after this phase: LOAD nxt, then RUN
         unit_log2 = CSA_UNIT.bit_length() - 1
         csa_base, csa_stride = regs.f("CSA_BASE", "BASE"), regs.f("CSA_STRIDE", "STRIDE")
-        m.d.comb += [act_cmd.base.eq((csa_base + target * csa_stride) << unit_log2),
-                     sh_cmd.base.eq((csa_base + nxt * csa_stride) << unit_log2),
+        # Registered (the multiply is slow): a mover starts in its phase's second cycle.
+        m.d.sync += [act_cmd.base.eq((csa_base + target * csa_stride) << unit_log2),
+                     sh_cmd.base.eq((csa_base + nxt * csa_stride) << unit_log2)]
+        m.d.comb += [
                      sh_cmd.op.eq(CtxOp.LOAD),
                      act_abort.eq(flr.bit_select(target, 1)), sh_abort.eq(flr.bit_select(nxt, 1))]
 
@@ -380,18 +383,19 @@ class WorldSwitch(wiring.Component):
         m.d.comb += candidates.eq(on_list & ctx_valid & live & ~flr &
                                   Mux(liquid, self.has_work, Const((1 << n) - 1, n)))
         # Round robin after cur: the lowest candidate above cur, else the lowest at all.
-        above = Cat(*[Const(k, range(n + 1)) > cur for k in range(n)])
-        high = candidates & above
-        pick_from = Signal(n)
-        m.d.comb += pick_from.eq(Mux(high.any(), high, candidates))
-        next_fn = Signal.like(cur)
-        for k in reversed(range(n)):
-            with m.If(pick_from[k]):
-                m.d.comb += next_fn.eq(k)
+        # From the candidates of the cycle before (a candidate that just left is caught by
+        # LOAD's own check of its context).
+        any_next, next_comb = first_after(m, candidates, cur, "auto")
+        next_fn, has_next = Signal.like(cur), Signal()
+        m.d.sync += [next_fn.eq(next_comb), has_next.eq(any_next & (next_comb != cur))]
         slice_count = Signal(25)
+        # The owner's slice, registered (a cycle behind cur and the registers; cur changes
+        # at the end of a LOAD, at least a cycle before its slice starts).
+        cur_slice = Signal(25)
+        m.d.sync += cur_slice.eq(slices[cur])
         slice_over = Signal()
         m.d.comb += slice_over.eq(
-            (slice_count + 1 >= slices[cur]) |
+            (slice_count + 1 >= cur_slice) |
             (liquid & ~self.has_work.bit_select(cur, 1) & ~self.engine_busy))
 
         # --- The sequence -----------------------------------------------------------------
@@ -419,12 +423,13 @@ class WorldSwitch(wiring.Component):
                 m.d.sync += status.eq(code)
 
         def start_mover(op, zero):
-            """The live set's mover takes the command in the phase's first cycle (it is idle
-            then); the phase waits for its done."""
+            """The live set's mover takes the command in the phase's second cycle (the first
+            sets up its address); the phase waits for its done."""
             started = Signal(name=f"started_{op.name.lower()}_{int(zero)}")
             m.d.comb += [busy.eq(1), act_cmd.op.eq(op), act_cmd.zero.eq(zero),
-                         act_valid.eq(~started)]
-            m.d.sync += started.eq(~act_done)
+                         act_valid.eq(~started & (count != 0))]
+            with m.If(count != 0):
+                m.d.sync += started.eq(~act_done)
 
         with m.FSM(name="ws"):
             with m.State("READY"):
@@ -435,14 +440,14 @@ class WorldSwitch(wiring.Component):
                                  cur, self.iov_done)
                 with m.Elif(auto & (state == GpuState.RUNNING)):
                     m.d.sync += slice_count.eq(slice_count + 1)
-                    with m.If(slice_over & candidates.any() & (next_fn != cur)):
+                    with m.If(slice_over & has_next):
                         # An automatic switch: the same sequence as CONTEXT_SWITCH.
                         m.d.sync += [target.eq(cur), nxt.eq(next_fn), switching.eq(1),
                                      count.eq(0), switch_count.eq(0)]
                         m.next = "DRAIN"
                     with m.Elif(slice_over):
                         m.d.sync += slice_count.eq(0)     # nobody else: a new slice
-                with m.Elif(auto & (state == GpuState.EMPTY) & candidates.any()):
+                with m.Elif(auto & (state == GpuState.EMPTY) & has_next):
                     # The owner was reset: load the next one; there is nothing to save.
                     m.d.sync += [target.eq(next_fn), nxt.eq(next_fn), switching.eq(1),
                                  count.eq(0), switch_count.eq(0)]
@@ -535,9 +540,10 @@ class WorldSwitch(wiring.Component):
                 m.d.comb += busy.eq(1)
                 a_started, s_started = Signal(), Signal()
                 a_fin, s_fin, s_abt = Signal(), Signal(), Signal()
-                m.d.comb += [act_cmd.op.eq(CtxOp.SAVE), act_valid.eq(~a_started),
-                             sh_valid.eq(~s_started)]
-                m.d.sync += [a_started.eq(1), s_started.eq(1)]
+                m.d.comb += [act_cmd.op.eq(CtxOp.SAVE), act_valid.eq(~a_started & (count != 0)),
+                             sh_valid.eq(~s_started & (count != 0))]
+                with m.If(count != 0):
+                    m.d.sync += [a_started.eq(1), s_started.eq(1)]
                 with m.If(act_done):
                     m.d.sync += a_fin.eq(1)
                     record_phase(Phase.SAVE)

@@ -16,7 +16,8 @@ The world switch (rtl/world_switch.py) wraps them in phases, each counted by the
 counters from its first cycle to its last:
 
 - IDLE = D + 1, D = cycles the engine stays busy once told to stop (its drain time);
-- SAVE = save_cycles + 2 and LOAD = load_cycles + 2 (start the mover, see it finish);
+- SAVE = save_cycles + 3 and LOAD = load_cycles + 3 (set up the CSA address, start the
+  mover, see it finish);
 - RUN = 1 (ownership changes at its end).
 
 A whole switch (CONTEXT_SWITCH or automatic) is their sum; a host command takes 2 cycles
@@ -33,8 +34,8 @@ __all__ = ["context_beats", "save_cycles", "load_cycles", "bandwidth_bound", "ph
            "HANDSHAKE_OVERHEAD"]
 
 #: Cycles a serial switch spends beyond the drain, 2 x ceil(bits/W) and L (with more reads
-#: in flight than L): IDLE 1, SAVE 1 + 2 (first fetch; start, finish), LOAD 2, RUN 1.
-HANDSHAKE_OVERHEAD = 7
+#: in flight than L): IDLE 1, SAVE 1 + 3 (first fetch; address, start, finish), LOAD 3, RUN 1.
+HANDSHAKE_OVERHEAD = 9
 
 
 def context_beats(params):
@@ -62,8 +63,8 @@ def bandwidth_bound(params):
 
 def phase_cycles(params, drain):
     """Cycles of each world-switch phase, as the counters read them (memory always ready)."""
-    return {"idle": drain + 1, "save": save_cycles(params) + 2,
-            "load": load_cycles(params) + 2, "run": 1}
+    return {"idle": drain + 1, "save": save_cycles(params) + 3,
+            "load": load_cycles(params) + 3, "run": 1}
 
 
 def switch_cycles(params, drain):

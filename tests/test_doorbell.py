@@ -64,9 +64,9 @@ def test_every_busy_vf_is_served_within_the_round_robin_bound(vfs, weighted):
 
 @pytest.mark.parametrize("d, ports", [(1, 1), (8, 1), (8, 4), (64, 4)])
 def test_saturating_owner_waits_at_most_doorbells_plus_latency(d, ports):
-    params = GpuParams(doorbells_per_fn=d, doorbell_ports=ports, num_vfs=4)
+    params = GpuParams(doorbells_per_fn=d, doorbell_ports=ports, num_vfs=1)   # owner: VF 1
     result = run_amaranth("doorbell_arbiter", params, BENCH + "owner_saturation_wait",
-                          cycles=600)
+                          cycles=600 if d < 64 else 250)    # 64 doorbells simulate slowly
     assert 0 < result["worst_wait"] <= d + DoorbellArbiter.LATENCY
 
 

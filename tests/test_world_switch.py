@@ -102,10 +102,12 @@ def test_contexts_survive_random_switches_under_memory_back_pressure():
     assert result["switches"] == 40
 
 
-def test_cocotb_1000_random_switches_keep_every_context_bit_exact(simulator):
-    switches = 1000 if simulator == "verilator" else 100
-    params = GpuParams(num_vfs=16, shared_regs=8, ctx_words=8, mem_latency=12,
-                       mem_outstanding=8)
+COCOTB = GpuParams(num_vfs=16, shared_regs=8, ctx_words=8, mem_latency=12, mem_outstanding=8)
+
+
+def test_cocotb_2000_random_switches_keep_every_context_bit_exact(simulator):
+    switches = 2000 if simulator == "verilator" else 100
+    params = COCOTB
     result = run_cocotb(simulator, "world_switch", params, BENCH + "random_switches",
                         test_name="switches", seed=9, switches=switches, ready_prob=0.8)
     assert result["switches"] == switches
@@ -113,9 +115,19 @@ def test_cocotb_1000_random_switches_keep_every_context_bit_exact(simulator):
 
 @pytest.mark.parametrize("body", ["host_sequence", "illegal_commands"])
 def test_cocotb_command_protocol(simulator, body):
-    params = GpuParams(num_vfs=16, shared_regs=8, ctx_words=8, mem_latency=12,
-                       mem_outstanding=8)
-    run_cocotb(simulator, "world_switch", params, BENCH + body, test_name=body)
+    run_cocotb(simulator, "world_switch", COCOTB, BENCH + body, test_name=body)
+
+
+@pytest.mark.parametrize("phase", ["drain", "save", "load", "running"])
+def test_cocotb_flr_in_any_phase_clears_only_that_function(simulator, phase):
+    run_cocotb(simulator, "world_switch", COCOTB, BENCH + "flr_during", test_name=f"flr_{phase}",
+               phase=phase)
+
+
+def test_cocotb_drain_timeout(simulator):
+    result = run_cocotb(simulator, "world_switch", COCOTB, BENCH + "drain_timeout",
+                        test_name="hang", timeout=40)
+    assert result == {"cycles": 42, "idle_phase": 40}
 
 
 def _turns(timeline):
