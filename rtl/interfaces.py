@@ -13,7 +13,7 @@ __all__ = [
     "Status", "FbOrigin", "Violation",
     "fb_access_layout", "fb_result_layout", "FbAccessSignature", "FbResultSignature",
     "reg_request_layout", "reg_response_layout", "RegBusSignature", "REG_DATA_WIDTH",
-    "ValidSignature", "fb_mem_request_layout", "FbMemSignature",
+    "ValidSignature", "fb_mem_request_layout", "FbMemSignature", "shared_load_layout",
 ]
 
 #: Registers are 32-bit dwords, as PCIe MMIO and config space.
@@ -133,3 +133,11 @@ def RegBusSignature(params, addr_width):
         "req":  Out(ValidSignature(reg_request_layout(params, addr_width))),
         "resp": In(ValidSignature(reg_response_layout())),
     })
+
+
+def shared_load_layout(params):
+    """A restored beat of owner-shared registers: its index among the context's shared
+    beats, and ``mem_width`` bits of packed 32-bit registers (register k is beat
+    k // (W/32), bits 32 (k mod W/32) upwards)."""
+    return data.StructLayout({"beat": range(max(params.shared_beats, 2)),
+                              "data": params.mem_width})

@@ -11,7 +11,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .interfaces import RegBusSignature, Status
+from .interfaces import RegBusSignature, Status, ValidSignature, shared_load_layout
 from .regmap import Access, Field, Register, RegisterFile, RegisterMap, Scope
 
 __all__ = ["MmioDecode", "mmio_regmap", "MmioViolation", "MAILBOX_WORDS", "MMIO_ADDR_WIDTH"]
@@ -146,6 +146,9 @@ class MmioDecode(wiring.Component):
         The function owning the GPU, from the world switch.
     shared : ArrayLayout(32, shared_regs), out
         The owner-shared flops (the context the world switch saves).
+    shared_load : flow of {beat, data}, in
+        The world switch restoring them: a memory beat of packed 32-bit registers; it wins
+        over a bus write to the same register in that cycle.
     hdp_flush : Signal(num_fns), out
         Pulse when a function writes HDP_FLUSH.FLUSH.
     violation_irq, pf_mailbox_irq : out
@@ -165,6 +168,7 @@ class MmioDecode(wiring.Component):
             "owner": In(range(params.num_fns)),
             "owner_valid": In(1),
             "shared": Out(data.ArrayLayout(32, params.shared_regs)),
+            "shared_load": In(ValidSignature(shared_load_layout(params))),
             "hdp_flush": Out(params.num_fns),
             "violation_irq": Out(1),
             "pf_mailbox_irq": Out(1),
@@ -245,8 +249,15 @@ class MmioDecode(wiring.Component):
 
         # --- Owner, shared flops, per-VF memory size -------------------------------------
         m.d.comb += [rf.f("OWNER", "FN").eq(self.owner), rf.f("OWNER", "VALID").eq(self.owner_valid)]
+        # A restored context arrives as memory beats (from the world switch's LOAD), 32 bits
+        # per register, packed; each beat overwrites the registers it holds.
+        per_beat = p.mem_width // 32
         for k in range(p.shared_regs):
             m.d.comb += self.shared[k].eq(rf.f("GFX_STATE", "VALUE", k))
+            en, value = rf.load("GFX_STATE", "VALUE", k)
+            beat, word = divmod(k, per_beat)
+            m.d.comb += [en.eq(self.shared_load.valid & (self.shared_load.payload.beat == beat)),
+                         value.eq(self.shared_load.payload.data[32 * word:32 * (word + 1)])]
         memsize = Array([Const(p.fb_size >> 20, 32)] +
                         [rf.f("VF_MEMSIZE", "SIZE_MB", n) for n in range(1, p.num_fns)])
 

@@ -201,7 +201,8 @@ class RegisterFile(wiring.Component):
     Writes honour the byte enables.
 
     The owning block reaches fields through :meth:`f` (RW/W1C: the flop; RO/RC: a signal it
-    drives), :meth:`set_` (W1C: pulse to set), :meth:`written` (a one-cycle strobe after a
+    drives), :meth:`set_` (W1C: pulse to set), :meth:`load` (RW: the owner writes it),
+    :meth:`written` (a one-cycle strobe after a
     write to that register) and :meth:`writing` (the write's own cycle, when :attr:`w_data`,
     byte enables applied, and :attr:`w_mask`, the enabled bits, hold it).
     ``blocked`` pulses with the request that was refused; ``blocked_fn``, ``blocked_addr`` and
@@ -225,6 +226,7 @@ class RegisterFile(wiring.Component):
         self._sets = {}
         self._strobes = {}
         self._writing = {}
+        self._loads = {}
         for reg, index, _ in regmap.instances():
             key = (reg.name, index)
             self._strobes[key] = Signal(name=f"{reg.name.lower()}_{index}_written")
@@ -258,6 +260,17 @@ class RegisterFile(wiring.Component):
     def written(self, name, index=None):
         """One-cycle strobe, the cycle after an accepted write to that register."""
         return self._strobes[self._key(name, index)]
+
+    def load(self, name, field, index=None):
+        """(enable, value) for the owning block to write an RW field itself (a context
+        restore): when ``enable`` is high the flop takes ``value`` at the clock edge, over
+        any bus write in the same cycle."""
+        key = self._key(name, index) + (field,)
+        if key not in self._loads:
+            sig = self._fields[key]
+            self._loads[key] = (Signal(name=f"{sig.name}_load"),
+                                Signal(len(sig), name=f"{sig.name}_load_value"))
+        return self._loads[key]
 
     def writing(self, name, index=None):
         """High in the cycle an accepted write to that register is requested, together with
@@ -297,8 +310,12 @@ class RegisterFile(wiring.Component):
                 wbits = p.data[f.lsb:f.lsb + f.width]
                 wmask = be_mask[f.lsb:f.lsb + f.width]
                 if f.access is Access.RW:
+                    load = self._loads.get(key + (f.name,))
                     with m.If(do_write):
                         m.d.sync += sig.eq((sig & ~wmask) | (wbits & wmask))
+                    if load:                    # later, so it wins
+                        with m.If(load[0]):
+                            m.d.sync += sig.eq(load[1])
                 elif f.access is Access.W1C:
                     with m.If(self._sets[key + (f.name,)]):
                         m.d.sync += sig.eq(1)

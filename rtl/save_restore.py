@@ -10,7 +10,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .interfaces import FbMemSignature, ValidSignature
+from .interfaces import FbMemSignature, ValidSignature, shared_load_layout
 
 __all__ = ["ContextMover", "CtxOp"]
 
@@ -75,8 +75,7 @@ class ContextMover(wiring.Component):
             "last_cycles": Out(32),
             "mem": Out(FbMemSignature(p)),
             "shared_in": In(data.ArrayLayout(32, p.shared_regs)),
-            "shared_load": Out(ValidSignature(data.StructLayout({
-                "beat": range(max(p.shared_beats, 2)), "data": p.mem_width}))),
+            "shared_load": Out(ValidSignature(shared_load_layout(p))),
             "state_wr": In(ValidSignature(data.StructLayout({
                 "addr": range(max(p.ctx_words, 2)), "data": p.mem_width}))),
             "state_rd": In(ValidSignature(data.StructLayout({"addr": range(max(p.ctx_words, 2))}))),

@@ -42,9 +42,17 @@ def test_cocotb_100k_register_requests_match_the_scope_model(simulator):
 
 
 @pytest.mark.parametrize("body", ["vf_cannot_touch_pf_only_or_unowned_registers",
-                                  "mailbox_handshakes"])
+                                  "mailbox_handshakes",
+                                  "shared_registers_restore_from_context_beats"])
 def test_cocotb_directed_register_bodies_pass(simulator, body):
     run_cocotb(simulator, "mmio_decode", P16, BENCH + body, test_name=body)
+
+
+@pytest.mark.parametrize("width, regs", [(64, 16), (128, 16), (512, 5), (128, 1)])
+def test_world_switch_restores_the_shared_flops_from_context_beats(width, regs):
+    params = GpuParams(mem_width=width, shared_regs=regs)
+    assert run_amaranth("mmio_decode", params,
+                        BENCH + "shared_registers_restore_from_context_beats") == {"ok": True}
 
 
 @pytest.mark.formal

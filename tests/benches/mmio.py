@@ -131,3 +131,25 @@ async def mailbox_handshakes(tb, params):
     log += [PfEvent(event).name, PfEvent(done).name]
     assert tb.get("vf_mailbox_irq") == 0
     return {"log": log}
+
+
+async def shared_registers_restore_from_context_beats(tb, params, seed=1):
+    """The world switch's LOAD restores the owner-shared flops beat by beat (registers packed
+    32 bits each): the PF reads back exactly the restored values, and `shared` shows them."""
+    rng = Random(seed)
+    host = HostMailbox(tb, params)
+    _set_owner(tb, None)
+    per_beat = params.mem_width // 32
+    values = [rng.getrandbits(32) for _ in range(params.shared_regs)]
+    for beat in range(params.shared_beats):
+        word = sum(values[k] << 32 * (k - beat * per_beat)
+                   for k in range(beat * per_beat, min((beat + 1) * per_beat, params.shared_regs)))
+        tb.set("shared_load__payload", {"beat": beat, "data": word})
+        tb.set("shared_load__valid", 1)
+        await tb.tick()
+    tb.set("shared_load__valid", 0)
+    await tb.tick()
+    assert [int(v) for v in tb.get("shared")] == values
+    for k, value in enumerate(values):
+        assert await host.read("GFX_STATE", index=k) == value, f"GFX_STATE[{k}]"
+    return {"ok": True}
