@@ -153,7 +153,9 @@ def cmd_summary(args):
         ports = block.signature.flatten(block)
         n_ports = sum(1 for _ in ports)
         regs = sum(1 for _ in block.regmap.instances()) if hasattr(block, "regmap") else 0
-        doc = (block.__doc__ or "").strip().splitlines()[0]
+        # The docstring's first sentence (it may wrap over several lines).
+        first = " ".join((block.__doc__ or "").strip().split("\n\n")[0].split())
+        doc = first.split(". ")[0].rstrip(".") + "."
         print(f"  {name}: {doc}")
         latency = "data-dependent" if block.LATENCY is None else f"{block.LATENCY} cycle(s)"
         print(f"    {n_ports} ports, {regs} registers, latency {latency}; "
