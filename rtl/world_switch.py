@@ -153,7 +153,7 @@ class WorldSwitch(wiring.Component):
     ==========================  ===================================  ====================
     command                     legal when                           does
     ==========================  ===================================  ====================
-    IDLE_GPU(f)                 RUNNING, f is cur                    stop f, drain engine
+    IDLE_GPU(f)                 RUNNING, f is cur (auto: any f)      stop f, drain engine
     SAVE_GPU_STATE(f)           STOPPED, f is cur                    context -> f's CSA
     LOAD_GPU_STATE(f)           EMPTY, f has a context               f's CSA -> context
     RUN_GPU(f)                  LOADED, f is cur                     f owns the GPU
@@ -168,12 +168,18 @@ class WorldSwitch(wiring.Component):
     registers from ``shared_in`` / to ``shared_load``, and the engine-state memory) through
     ``mem`` to (CSA_BASE + f * CSA_STRIDE) * 4 KiB, at the speed of :class:`ContextMover`.
 
+    Overlapped switches (SCHED.OVERLAP, to another function): the outgoing context is saved
+    from the live set through ``mem`` while the incoming one is loaded into the shadow set
+    through ``mem_load``; then the sets swap and the incoming shared registers are replayed
+    on ``shared_load``.
+
     Auto mode (ENABLE_AUTO_HW_SWITCH; IDLE_GPU turns it off, idling whoever owns the GPU
-    whatever its FCN_ID; other commands but INIT_GPU are illegal meanwhile): each function on the run list with a context runs for
-    its TIME_SLICE, then the next one in round-robin order is switched in. Solid: every such
-    function gets its turn. Liquid (SCHED.LIQUID): a function with no pending doorbell
-    (``has_work``) is skipped, and the owner is switched out early once it has none and
-    the engine is idle. With nobody else to run, the owner keeps the GPU.
+    whatever its FCN_ID; other commands but INIT_GPU are illegal meanwhile): each function
+    on the run list with a context runs for its TIME_SLICE, then the next one in
+    round-robin order is switched in. Solid: every such function gets its turn. Liquid
+    (SCHED.LIQUID): a function with no pending doorbell (``has_work``) is skipped, and the
+    owner is switched out early once it has none and the engine is idle. With nobody else
+    to run, the owner keeps the GPU.
 
     ``flr[n]`` at any moment: function n's context becomes invalid (it must be INIT_GPU'd
     before it is loaded again); if n is on the GPU it leaves it (EMPTY, no owner); a
@@ -370,9 +376,8 @@ class WorldSwitch(wiring.Component):
         # Registered (the multiply is slow): a mover starts in its phase's second cycle.
         m.d.sync += [act_cmd.base.eq((csa_base + target * csa_stride) << unit_log2),
                      sh_cmd.base.eq((csa_base + nxt * csa_stride) << unit_log2)]
-        m.d.comb += [
-                     sh_cmd.op.eq(CtxOp.LOAD),
-                     act_abort.eq(flr.bit_select(target, 1)), sh_abort.eq(flr.bit_select(nxt, 1))]
+        m.d.comb += [sh_cmd.op.eq(CtxOp.LOAD), act_abort.eq(flr.bit_select(target, 1)),
+                     sh_abort.eq(flr.bit_select(nxt, 1))]
 
         # --- Auto mode: the next function to run ----------------------------------------
         slices = Array(regs.f("TIME_SLICE", "CYCLES", k) for k in range(n))
@@ -383,8 +388,8 @@ class WorldSwitch(wiring.Component):
         m.d.comb += candidates.eq(on_list & ctx_valid & live & ~flr &
                                   Mux(liquid, self.has_work, Const((1 << n) - 1, n)))
         # Round robin after cur: the lowest candidate above cur, else the lowest at all.
-        # From the candidates of the cycle before (a candidate that just left is caught by
-        # LOAD's own check of its context).
+        # Registered: the choice is a cycle old when used (a candidate that just left is
+        # caught by LOAD's own check of its context).
         any_next, next_comb = first_after(m, candidates, cur, "auto")
         next_fn, has_next = Signal.like(cur), Signal()
         m.d.sync += [next_fn.eq(next_comb), has_next.eq(any_next & (next_comb != cur))]
