@@ -23,7 +23,7 @@ from .backend import run_amaranth
 from .drivers import DoorbellDriver
 
 __all__ = ["owner_rings_every_cycle", "saturation", "jain_index", "wait_bound",
-           "first_wait_bound", "run", "table"]
+           "first_wait_bound", "run", "table", "per_vf_table"]
 
 
 async def owner_rings_every_cycle(tb, params, cycles, index=0):
@@ -112,8 +112,21 @@ def run(vf_counts=(4, 16, 64), cycles=2000, weighted=False, ports=1, seed=1):
             "worst_first_wait": max(sat["worst_first"].values()),
             "first_bound": first_wait_bound(weights[1:]),
             "jain": jain_index(sat["counts"][fn] / weights[fn] for fn in sat["counts"]),
+            "per_vf": {fn: {"weight": weights[fn], "deliveries": sat["counts"][fn],
+                            "worst_wait": sat["worst"][fn], "mean_wait": sat["mean"][fn]}
+                       for fn in sat["counts"]},
         })
     return rows
+
+
+def per_vf_table(row):
+    """Per VF of one row: weight, deliveries, worst and mean wait between services."""
+    lines = [f"{row['vfs']} VFs, weights {'1,2,3,4' if row['weighted'] else 'equal'}:",
+             f"{'VF':>4} {'weight':>6} {'deliveries':>10} {'worst wait':>10} {'mean wait':>9}"]
+    for fn, v in row["per_vf"].items():
+        lines.append(f"{fn:>4} {v['weight']:>6} {v['deliveries']:>10} {v['worst_wait']:>10} "
+                     f"{v['mean_wait']:>9.2f}")
+    return "\n".join(lines)
 
 
 def table(rows):

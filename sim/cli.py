@@ -181,6 +181,10 @@ def cmd_bench_doorbell(args):
           "first offer, cycles.\nsat.: every VF busy, all served (the rate counts the 3 "
           "start-up cycles); wait: cycles between a VF's\nservices, bound 1 + the other VFs' "
           "weights; 1st wait: from serving start, bound + latency; Jain: of deliveries/weight.")
+    if args.per_vf:
+        for row in rows:
+            print()
+            print(bench_doorbell.per_vf_table(row))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
         print(f"wrote {args.json}")
@@ -262,6 +266,8 @@ def build_parser():
                    help="measured cycles per run (default %(default)s)")
     p.add_argument("--ports", type=int, default=1, choices=range(1, 5),
                    help="doorbell ingress ports (default 1)")
+    p.add_argument("--per-vf", action="store_true",
+                   help="also print each VF's deliveries and worst / mean wait")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     p.set_defaults(func=cmd_bench_doorbell)
 

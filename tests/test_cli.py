@@ -56,13 +56,17 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_fix(args, says):
 
 def test_doorbell_benchmark_prints_rate_waits_and_fairness(tmp_path, capsys):
     out_json = tmp_path / "doorbell.json"
-    assert main(["bench-doorbell", "--vfs-list", "2", "--cycles", "100",
+    assert main(["bench-doorbell", "--vfs-list", "2", "--cycles", "100", "--per-vf",
                  "--json", str(out_json)]) == 0
-    assert "Jain" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Jain" in out and "deliveries" in out
     equal, weighted = json.loads(out_json.read_text())
     assert equal["throughput"] == 1.0 and equal["first_delivery"] == 2
     assert equal["worst_wait"] <= equal["bound"] == 2        # 1 + the other VF's weight
     assert weighted["worst_wait"] <= weighted["bound"] == 3  # VF 1 waits for VF 2's two
+    # Under saturation VF 2 (weight 2) is served twice as often as VF 1.
+    vf1, vf2 = weighted["per_vf"]["1"], weighted["per_vf"]["2"]
+    assert abs(vf2["deliveries"] - 2 * vf1["deliveries"]) <= 2
 
 
 def test_switch_benchmark_measures_what_the_model_predicts(tmp_path, capsys):
