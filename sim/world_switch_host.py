@@ -63,6 +63,7 @@ class WorldSwitchTB:
         self.irqs = 0
         self.num_vfs = params.num_vfs if num_vfs is None else num_vfs
         self.shared = [0] * params.shared_regs      # the owner-shared flops, as the GPU holds them
+        self.gpu_state = [0] * params.ctx_words     # the live engine state, as last written
         self.saved = {}                             # fn -> (shared, state) its CSA must hold
         if not integrated:
             tb.set("num_vfs", self.num_vfs)
