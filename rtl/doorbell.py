@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .rr import encode, first_after, lowest_after, onehot_mux
+from .rr import encode, lowest_after, onehot_mux
 
 __all__ = ["DoorbellArbiter", "doorbell_write_layout", "doorbell_event_layout"]
 
@@ -179,16 +179,19 @@ class DoorbellArbiter(wiring.Component):
         m.d.comb += chosen.eq(Mux(stay, last, lowest_after(m, eligible, above, "fns")))
 
         # Stage 2. Every function's next index is searched in parallel, from its own
-        # registers; the chosen function's is muxed out at the end.
-        last_index = [Signal(idx_bits, name=f"last_index_{f}") for f in range(n)]
-        picks = []
+        # registers; the chosen function's is muxed out at the end. Each function keeps the
+        # indices after the one it sent last as a mask, so the search starts at once.
+        after_last = [Signal(d, name=f"after_last_{f}", init=((1 << d) - 1) & ~1)
+                      for f in range(n)]
+        picks, next_masks = [], []
         for f in range(n):
             if d > 1:
-                _, pick_f = first_after(m, pending[f * d:(f + 1) * d], last_index[f],
-                                         f"idx{f}")
+                onehot = lowest_after(m, pending[f * d:(f + 1) * d], after_last[f], f"idx{f}")
+                picks.append(encode(onehot))
+                next_masks.append(Cat(*[onehot[:i].any() for i in range(d)]))
             else:
-                pick_f = Const(0, idx_bits)
-            picks.append(pick_f)
+                picks.append(Const(0, idx_bits))
+                next_masks.append(Const(0, 1))
         pick = Signal(idx_bits)
         sel_fn = Signal(range(n))
         m.d.comb += [pick.eq(onehot_mux(sel, picks)), sel_fn.eq(encode(sel))]
@@ -208,7 +211,7 @@ class DoorbellArbiter(wiring.Component):
             m.d.sync += out_valid.eq(0)
         for f in range(n):
             with m.If(advance & sel[f]):
-                m.d.sync += last_index[f].eq(picks[f])
+                m.d.sync += after_last[f].eq(next_masks[f])
 
         # Stage 1 loads a new choice whenever stage 2 used, or cannot use, the one it holds.
         # (~sel_ok covers an empty stage 2; with sel_ok, a free CP port means it advanced.)
