@@ -32,6 +32,8 @@ class GpuIov(wiring.Component):
     """
 
     LATENCY = 1
+    #: World-switch ports this block wires itself; the others become its own ports.
+    _JOINED = ("cfg", "iov_cmd", "iov_done", "iov_status", "num_vfs", "vf_enable", "flr")
 
     def __init__(self, params):
         self.params = params
@@ -40,10 +42,8 @@ class GpuIov(wiring.Component):
         self.regmap = self.config.regmap
         members = {"cfg": In(RegBusSignature(params, self.config.regmap.addr_width)),
                    "ws_cfg": In(RegBusSignature(params, self.ws.regmap.addr_width))}
-        for name, member in self.ws.signature.members.items():
-            if name not in ("cfg", "iov_cmd", "iov_done", "iov_status", "num_vfs",
-                            "vf_enable", "flr"):
-                members[name] = member
+        members.update({name: member for name, member in self.ws.signature.members.items()
+                        if name not in self._JOINED})
         members.update({"flr": Out(params.num_fns), "num_vfs": Out(range(params.num_vfs + 1)),
                         "vf_enable": Out(1)})
         super().__init__(members)
@@ -66,8 +66,7 @@ class GpuIov(wiring.Component):
             self.vf_enable.eq(config.vf_enable),
         ]
         for name, member in self.ws.signature.members.items():
-            if name not in self.signature.members or name in ("cfg", "flr", "num_vfs",
-                                                              "vf_enable"):
+            if name in self._JOINED:
                 continue
             ours, theirs = getattr(self, name), getattr(ws, name)
             if member.is_port:

@@ -43,15 +43,9 @@ def _tool(name):
 
 
 def _run(cmd, cwd, log):
-    # A temporary folder of its own: Yosys puts ABC's scratch files under TMPDIR, and two
-    # runs at once (parallel tests) must not share them.
-    env = tools_env()
-    tmp = Path(cwd) / "tmp"
-    tmp.mkdir(exist_ok=True)
-    env["TMPDIR"] = str(tmp.resolve())
     with open(log, "w") as f:
         proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, text=True,
-                              env=env)
+                              env=tools_env())
     if proc.returncode:
         tail = Path(log).read_text(errors="replace")[-2000:]
         raise SynthError(f"{Path(cmd[0]).name} failed (see {log}):\n{tail}")

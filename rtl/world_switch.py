@@ -355,12 +355,15 @@ class WorldSwitch(wiring.Component):
         with m.If(regs.written("SWITCHES")):
             m.d.sync += switches.eq(0)
 
+        def record(last, mx, cycles):
+            """A duration into its LAST and MAX counters."""
+            with m.If(cycles > mx):
+                m.d.sync += mx.eq(cycles)
+            m.d.sync += last.eq(cycles)
+
         def record_phase(phase):
             """Record a phase that ends in this cycle while another goes on (overlapped)."""
-            last, mx = phase_regs[phase.value]
-            with m.If(count + 1 > mx):
-                m.d.sync += mx.eq(count + 1)
-            m.d.sync += last.eq(count + 1)
+            record(*phase_regs[phase.value], count + 1)
 
         def end_phase(phase):
             """Record the phase that ends in this cycle; the next one counts from 0."""
@@ -532,9 +535,8 @@ class WorldSwitch(wiring.Component):
                 with m.Else():
                     m.d.sync += [state.eq(GpuState.RUNNING), slice_count.eq(0)]
                     with m.If(switching):
-                        m.d.sync += [sw_last.eq(switch_count + 1), switches.eq(switches + 1)]
-                        with m.If(switch_count + 1 > sw_max):
-                            m.d.sync += sw_max.eq(switch_count + 1)
+                        record(sw_last, sw_max, switch_count + 1)
+                        m.d.sync += switches.eq(switches + 1)
                     finish(IovStatus.COMMAND_DONE)
                 end_phase(Phase.RUN)
                 m.next = "READY"
@@ -543,12 +545,12 @@ class WorldSwitch(wiring.Component):
                 # Save the outgoing context from the live set and load the incoming one into
                 # the shadow set at the same time, each on its own memory port.
                 m.d.comb += busy.eq(1)
-                a_started, s_started = Signal(), Signal()
+                started = Signal(name="started_overlap")     # both movers, together
                 a_fin, s_fin, s_abt = Signal(), Signal(), Signal()
-                m.d.comb += [act_cmd.op.eq(CtxOp.SAVE), act_valid.eq(~a_started & (count != 0)),
-                             sh_valid.eq(~s_started & (count != 0))]
+                m.d.comb += [act_cmd.op.eq(CtxOp.SAVE), act_valid.eq(~started & (count != 0)),
+                             sh_valid.eq(~started & (count != 0))]
                 with m.If(count != 0):
-                    m.d.sync += [a_started.eq(1), s_started.eq(1)]
+                    m.d.sync += started.eq(1)
                 with m.If(act_done):
                     m.d.sync += a_fin.eq(1)
                     record_phase(Phase.SAVE)
@@ -559,7 +561,7 @@ class WorldSwitch(wiring.Component):
                     record_phase(Phase.LOAD)
                 load_failed = Mux(sh_done, sh_aborted, s_abt) | ~ctx_valid.bit_select(nxt, 1)
                 with m.If((a_fin | act_done) & (s_fin | sh_done)):
-                    m.d.sync += [a_started.eq(0), s_started.eq(0), a_fin.eq(0), s_fin.eq(0),
+                    m.d.sync += [started.eq(0), a_fin.eq(0), s_fin.eq(0),
                                  count.eq(0), state.eq(GpuState.EMPTY)]
                     with m.If(load_failed):
                         finish(IovStatus.FLR_ABORTED)

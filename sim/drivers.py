@@ -4,7 +4,8 @@ from rtl.interfaces import Status
 
 from .models.doorbell import DoorbellModel
 
-__all__ = ["RegBusDriver", "RegAccessError", "DoorbellDriver"]
+__all__ = ["RegBusDriver", "RegAccessError", "DoorbellDriver", "pack_shared_beats",
+           "apply_shared_beat", "write_engine_state", "read_engine_state"]
 
 
 class RegAccessError(AssertionError):
@@ -136,3 +137,45 @@ class DoorbellDriver:
         assert self.tb.get("has_work") == 0, f"has_work {self.tb.get('has_work'):#x} after a drain"
         self.model.check_nothing_lost()
         assert self.tb.get("ur_count") == self.model.urs
+
+
+# --- A context as the save/restore engine moves it -------------------------------------
+
+def pack_shared_beats(params, values):
+    """The owner-shared registers packed into memory beats, 32 bits each (register k is
+    beat k // (W/32), bits 32 (k mod W/32) upwards), as :func:`~rtl.interfaces.
+    shared_load_layout` carries them."""
+    per_beat = params.mem_width // 32
+    return [sum(v << 32 * k for k, v in enumerate(values[b * per_beat:(b + 1) * per_beat]))
+            for b in range(params.shared_beats)]
+
+
+def apply_shared_beat(params, shared, beat):
+    """Unpack one ``shared_load`` beat (its payload) into the list ``shared``."""
+    per_beat = params.mem_width // 32
+    for k in range(per_beat):
+        index = int(beat.beat) * per_beat + k
+        if index < params.shared_regs:
+            shared[index] = int(beat.data) >> (32 * k) & 0xFFFFFFFF
+
+
+async def write_engine_state(tb, words, step):
+    """Write the engine-state memory through ``state_wr``, a word per ``step()``."""
+    for addr, word in enumerate(words):
+        tb.set("state_wr__payload", {"addr": addr, "data": word})
+        tb.set("state_wr__valid", 1)
+        await step()
+    tb.set("state_wr__valid", 0)
+
+
+async def read_engine_state(tb, count, step):
+    """Read ``count`` words of the engine-state memory through ``state_rd``, a word per
+    ``step()`` (each the data of the edge just passed)."""
+    out = []
+    for addr in range(count):
+        tb.set("state_rd__payload", {"addr": addr})
+        tb.set("state_rd__valid", 1)
+        await step()
+        out.append(int(tb.get("state_rdata")))
+    tb.set("state_rd__valid", 0)
+    return out

@@ -6,7 +6,7 @@ from random import Random
 
 from rtl.world_switch import GpuState, IovCommand, IovStatus, fcn_id, world_switch_regmap
 
-from .drivers import RegBusDriver
+from .drivers import RegBusDriver, apply_shared_beat, read_engine_state, write_engine_state
 from .fbmem import FbMemoryModel
 from .host import ConfigDriver, enumerate_device
 
@@ -92,12 +92,7 @@ class WorldSwitchTB:
         if not self.integrated:
             tb.set("flr", sum(1 << fn for fn in flr))
         if tb.get("shared_load__valid"):
-            beat = tb.get("shared_load__payload")
-            per_beat = self.p.mem_width // 32
-            for k in range(per_beat):
-                index = int(beat.beat) * per_beat + k
-                if index < self.p.shared_regs:
-                    self.shared[index] = int(beat.data) >> (32 * k) & 0xFFFFFFFF
+            apply_shared_beat(self.p, self.shared, tb.get("shared_load__payload"))
         await tb.tick()
         if not self.integrated:
             tb.set("flr", 0)
@@ -140,22 +135,11 @@ class WorldSwitchTB:
         self.shared = [rng.getrandbits(32) for _ in range(p.shared_regs)]
         self.tb.set("shared_in", self.shared)
         state = [rng.getrandbits(p.mem_width) for _ in range(p.ctx_words)]
-        for addr, word in enumerate(state):
-            self.tb.set("state_wr__payload", {"addr": addr, "data": word})
-            self.tb.set("state_wr__valid", 1)
-            await self.step()
-        self.tb.set("state_wr__valid", 0)
+        await write_engine_state(self.tb, state, self.step)
         self.gpu_state = state
 
     async def read_engine_state(self):
-        out = []
-        for addr in range(self.p.ctx_words):
-            self.tb.set("state_rd__payload", {"addr": addr})
-            self.tb.set("state_rd__valid", 1)
-            await self.step()
-            out.append(int(self.tb.get("state_rdata")))
-        self.tb.set("state_rd__valid", 0)
-        return out
+        return await read_engine_state(self.tb, self.p.ctx_words, self.step)
 
     async def check_loaded(self, fn):
         """The GPU holds exactly what ``fn`` saved (zeros after INIT)."""

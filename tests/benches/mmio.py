@@ -4,6 +4,7 @@ from random import Random
 
 from rtl.interfaces import Status
 from rtl.mmio import MMIO_ADDR_WIDTH, mmio_regmap
+from sim.drivers import pack_shared_beats
 from sim.mailbox import GuestMailbox, HostMailbox, PfEvent, VfRequest
 from sim.models.mmio import MmioModel
 
@@ -139,11 +140,8 @@ async def shared_registers_restore_from_context_beats(tb, params, seed=1):
     rng = Random(seed)
     host = HostMailbox(tb, params)
     _set_owner(tb, None)
-    per_beat = params.mem_width // 32
     values = [rng.getrandbits(32) for _ in range(params.shared_regs)]
-    for beat in range(params.shared_beats):
-        word = sum(values[k] << 32 * (k - beat * per_beat)
-                   for k in range(beat * per_beat, min((beat + 1) * per_beat, params.shared_regs)))
+    for beat, word in enumerate(pack_shared_beats(params, values)):
         tb.set("shared_load__payload", {"beat": beat, "data": word})
         tb.set("shared_load__valid", 1)
         await tb.tick()

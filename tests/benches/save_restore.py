@@ -3,6 +3,7 @@
 from random import Random
 
 from rtl.save_restore import CtxOp
+from sim.drivers import apply_shared_beat, read_engine_state, write_engine_state
 from sim.fbmem import FbMemoryModel
 
 
@@ -17,22 +18,11 @@ class MoverTB:
         await self.tb.tick()
 
     async def write_state(self, words):
-        for addr, word in enumerate(words):
-            self.tb.set("state_wr__payload", {"addr": addr, "data": word})
-            self.tb.set("state_wr__valid", 1)
-            await self.cycle()
-        self.tb.set("state_wr__valid", 0)
+        await write_engine_state(self.tb, words, self.cycle)
 
     async def read_state(self):
-        """The engine-state memory, one word per cycle (data of the edge just passed)."""
-        out = []
-        for addr in range(self.p.ctx_words):
-            self.tb.set("state_rd__payload", {"addr": addr})
-            self.tb.set("state_rd__valid", 1)
-            await self.cycle()
-            out.append(int(self.tb.get("state_rdata")))
-        self.tb.set("state_rd__valid", 0)
-        return out
+        """The engine-state memory, one word per cycle."""
+        return await read_engine_state(self.tb, self.p.ctx_words, self.cycle)
 
     def set_shared(self, values):
         self.shared = list(values)
@@ -44,14 +34,9 @@ class MoverTB:
         self.tb.set("cmd__valid", 1)
         await self.cycle()
         self.tb.set("cmd__valid", 0)
-        per_beat = self.p.mem_width // 32
         for _ in range(limit):
             if self.tb.get("shared_load__valid"):
-                beat = self.tb.get("shared_load__payload")
-                for k in range(per_beat):
-                    index = int(beat.beat) * per_beat + k
-                    if index < self.p.shared_regs:
-                        self.shared[index] = int(beat.data) >> (32 * k) & 0xFFFFFFFF
+                apply_shared_beat(self.p, self.shared, self.tb.get("shared_load__payload"))
             if self.tb.get("done"):
                 self.tb.set("shared_in", self.shared)
                 return int(self.tb.get("last_cycles"))
