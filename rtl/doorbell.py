@@ -162,14 +162,12 @@ class DoorbellArbiter(wiring.Component):
         # Stage 1. A function is a candidate if it will have a pending doorbell stage 2 has
         # not taken: two or more pending, one and it is not the function in stage 2, or one
         # rung this cycle.
-        has_work = self.has_work                    # a bit per function: any pending
-        m.d.comb += has_work.eq(Cat(*[pending[f * d:(f + 1) * d].any() for f in range(n)]))
         eligible = Signal(n)
         for f in range(n):
             bits = pending[f * d:(f + 1) * d]
             two = Cat(*[bits[i] & bits[:i].any() for i in range(1, d)]).any()   # 2+ set
             rung = Cat(*[ok & (wf == f) for ok, wf, _, _ in accepted]).any()
-            m.d.comb += eligible[f].eq(usable[f] & (two | (has_work[f] & ~sel[f]) | rung))
+            m.d.comb += eligible[f].eq(usable[f] & (two | (bits.any() & ~sel[f]) | rung))
         used = Signal(self.WEIGHT_WIDTH)            # doorbells `last` sent in a row, - 1
         weight = Signal(self.WEIGHT_WIDTH)          # last's weight (0 counts as 1)
         m.d.comb += weight.eq(onehot_mux(last, [self.weight[f] for f in range(n)]))
@@ -198,7 +196,8 @@ class DoorbellArbiter(wiring.Component):
         sel_fn = Signal(range(n))
         m.d.comb += [pick.eq(onehot_mux(sel, picks)), sel_fn.eq(encode(sel))]
         sel_ok = Signal()
-        m.d.comb += sel_ok.eq(sel_valid & (sel & usable & has_work).any())
+        m.d.comb += sel_ok.eq(sel_valid & (sel & usable & Cat(
+            *[pending[f * d:(f + 1) * d].any() for f in range(n)])).any())
 
         out_valid, out_fn, out_index = self.out_valid, self.out_fn, self.out_index
         cp = self.cp
@@ -236,4 +235,6 @@ class DoorbellArbiter(wiring.Component):
             m.d.comb += nxt[e].eq(Mux(self.flr[f], 0,
                                       written | returned | (pending[e] & ~picked)))
         m.d.sync += pending.eq(nxt)
+        m.d.comb += self.has_work.eq(Cat(*[pending[f * d:(f + 1) * d].any()
+                                           for f in range(n)]))
         return m
