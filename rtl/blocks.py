@@ -3,6 +3,7 @@
 from .config_space import ConfigSpace
 from .doorbell import DoorbellArbiter
 from .fb_partition import FbPartition
+from .gpu import SriovGpu
 from .gpu_iov import GpuIov
 from .mmio import MmioDecode
 from .routing import Router
@@ -21,6 +22,7 @@ BLOCKS = {
     "doorbell_arbiter": DoorbellArbiter,
     "world_switch": WorldSwitch,
     "gpu_iov": GpuIov,
+    "gpu": SriovGpu,
 }
 
 

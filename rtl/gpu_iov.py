@@ -27,13 +27,16 @@ class GpuIov(wiring.Component):
         Configuration requests (``fn`` = target function).
     ws_cfg : RegBus, in
         The world switch's PF registers.
-    The other ports are the world switch's (see :class:`WorldSwitch`), and ``flr``,
-    ``num_vfs``, ``vf_enable`` out, for the rest of the GPU.
+    The other ports are the world switch's (see :class:`WorldSwitch`), and configuration
+    space's enumeration outputs (``flr``, ``num_vfs``, ``vf_enable``, ``vf_mse``, ``pf_mse``,
+    ``pf_bars``, ``vf_bars``), for the rest of the GPU.
     """
 
     LATENCY = 1
     #: World-switch ports this block wires itself; the others become its own ports.
     _JOINED = ("cfg", "iov_cmd", "iov_done", "iov_status", "num_vfs", "vf_enable", "flr")
+    #: Configuration-space outputs passed on for the rest of the GPU (routing, doorbells).
+    _ENUMERATION = ("flr", "num_vfs", "vf_enable", "vf_mse", "pf_mse", "pf_bars", "vf_bars")
 
     def __init__(self, params):
         self.params = params
@@ -44,8 +47,8 @@ class GpuIov(wiring.Component):
                    "ws_cfg": In(RegBusSignature(params, self.ws.regmap.addr_width))}
         members.update({name: member for name, member in self.ws.signature.members.items()
                         if name not in self._JOINED})
-        members.update({"flr": Out(params.num_fns), "num_vfs": Out(range(params.num_vfs + 1)),
-                        "vf_enable": Out(1)})
+        members.update({name: member for name, member in self.config.signature.members.items()
+                        if name in self._ENUMERATION})
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -62,9 +65,8 @@ class GpuIov(wiring.Component):
             config.iov_status.eq(ws.iov_status),
             ws.num_vfs.eq(config.num_vfs), ws.vf_enable.eq(config.vf_enable),
             ws.flr.eq(config.flr),
-            self.flr.eq(config.flr), self.num_vfs.eq(config.num_vfs),
-            self.vf_enable.eq(config.vf_enable),
         ]
+        m.d.comb += [getattr(self, name).eq(getattr(config, name)) for name in self._ENUMERATION]
         for name, member in self.ws.signature.members.items():
             if name in self._JOINED:
                 continue

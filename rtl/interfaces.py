@@ -89,11 +89,14 @@ def FbResultSignature(params):
 
 
 def fb_mem_request_layout(params):
-    """A request on the FB memory port: byte address, write flag, one ``mem_width`` data beat."""
+    """A request on the FB memory port: byte address, write flag, one ``mem_width`` data beat
+    and its byte enables (a write changes only the enabled bytes; the context mover writes
+    whole beats, the host's 32-bit FB writes one dword lane)."""
     return data.StructLayout({
         "addr":  unsigned(params.fb_addr_width),
         "write": unsigned(1),
         "data":  unsigned(params.mem_width),
+        "be":    unsigned(params.mem_width // 8),
     })
 
 

@@ -40,8 +40,9 @@ class ContextMover(wiring.Component):
     waits for those in flight, whose data it drops; then ``done`` and ``aborted`` pulse.
 
     ``state_wr`` / ``state_rd`` are the engine's own
-    access to its state memory (one word per cycle, read data one cycle later); they are
-    served only while idle and ignored while a SAVE or LOAD runs.
+    access to its state memory (one word per cycle, read data one cycle later). Reads are
+    ignored while a SAVE reads the memory, writes while a LOAD writes it; a zero-filling SAVE
+    (INIT_GPU of another function) uses neither, so the running engine keeps its memory.
 
     Attributes
     ----------
@@ -123,8 +124,9 @@ class ContextMover(wiring.Component):
         req = self.mem.req
         saving = busy & (op == CtxOp.SAVE)
         advance = saving & ~stopping & (fetch < beats) & (~out_valid | req.ready)
-        m.d.comb += [rd.addr.eq(Mux(busy, fetch - shared_beats, self.state_rd.payload.addr)),
-                     rd.en.eq(advance | ~busy)]
+        reading = saving & ~zero                # a zero fill needs no state
+        m.d.comb += [rd.addr.eq(Mux(reading, fetch - shared_beats, self.state_rd.payload.addr)),
+                     rd.en.eq(advance | ~reading)]
         m.d.comb += self.state_rdata.eq(rd.data)
         with m.If(advance):
             m.d.sync += [fetch.eq(fetch + 1), out_valid.eq(1), out_beat.eq(fetch),
@@ -151,19 +153,20 @@ class ContextMover(wiring.Component):
         with m.If(saving):
             m.d.comb += [req.valid.eq(out_valid), req.payload.write.eq(1),
                          req.payload.addr.eq(beat_addr(out_beat)),
+                         req.payload.be.eq(-1),
                          req.payload.data.eq(Mux(zero, 0, Mux(out_shared, shared_words[out_beat],
                                                               rd.data)))]
         with m.Else():
             m.d.comb += [req.valid.eq(want_read), req.payload.write.eq(0),
                          req.payload.addr.eq(beat_addr(issued))]
 
-        # --- Writes into the state memory: a loaded beat, or the engine while idle --------
+        # --- Writes into the state memory: a loaded beat, or the engine's ------------------
         # Data of an aborted LOAD is dropped: it belongs to a function being reset.
         to_state = got & ~stopping & (received >= shared_beats)
         m.d.comb += [
-            wr.en.eq(to_state | (~busy & self.state_wr.valid)),
-            wr.addr.eq(Mux(busy, received - shared_beats, self.state_wr.payload.addr)),
-            wr.data.eq(Mux(busy, resp.payload.data, self.state_wr.payload.data)),
+            wr.en.eq(to_state | (~loading & self.state_wr.valid)),
+            wr.addr.eq(Mux(loading, received - shared_beats, self.state_wr.payload.addr)),
+            wr.data.eq(Mux(loading, resp.payload.data, self.state_wr.payload.data)),
         ]
         # Registered, so the owner of the shared registers sees a clean beat; shared beats
         # come first, so the last one is out before the operation ends.

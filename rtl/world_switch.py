@@ -11,7 +11,7 @@ from .regmap import Access, Field, Register, RegisterFile, RegisterMap
 from .rr import first_after
 from .save_restore import ContextMover, CtxOp
 
-__all__ = ["WorldSwitch", "IovCommand", "IovStatus", "GpuState", "Phase",
+__all__ = ["WorldSwitch", "IovCommand", "IovStatus", "GpuState", "Phase", "SeqState",
            "world_switch_regmap", "fcn_id", "CSA_UNIT"]
 
 #: The context save area base and stride are programmed in 4 KiB units.
@@ -66,6 +66,19 @@ class Phase(enum.Enum, shape=2):
     SAVE = 1
     LOAD = 2
     RUN = 3
+
+
+class SeqState(enum.Enum, shape=3):
+    """Where the world-switch sequence is, cycle by cycle (the ``seq_state`` monitor port):
+    what a timeline colours. READY: no sequence runs (the owner, if any, runs)."""
+    READY = 0
+    DRAIN = 1
+    SAVE = 2
+    LOAD = 3
+    RUN = 4
+    OVERLAP = 5
+    SWAP = 6
+    INIT = 7
 
 
 def fcn_id(fn):
@@ -187,7 +200,8 @@ class WorldSwitch(wiring.Component):
     outgoing function is reset goes on to load the incoming one; one whose incoming function
     is reset ends with FLR_ABORTED. No other function's context changes.
 
-    Ownership: ``owner_valid`` is high exactly in the RUNNING state, naming ``owner``.
+    Ownership: ``owner_valid`` is high exactly in the RUNNING state, naming ``owner``;
+    ``seq_state`` (:class:`SeqState`) shows the sequence's step each cycle, for monitors.
     Per-phase cycle counters (last and max) and the whole switch's are PF registers.
 
     Phase cycles with a memory that is always ready: IDLE = drain + 1; SAVE = mover SAVE
@@ -215,6 +229,7 @@ class WorldSwitch(wiring.Component):
             "hang_irq": Out(1),
             "owner": Out(range(p.num_fns)),
             "owner_valid": Out(1),
+            "seq_state": Out(SeqState),
             "num_vfs": In(range(p.num_vfs + 1)),
             "vf_enable": In(1),
             "flr": In(p.num_fns),
@@ -439,7 +454,7 @@ class WorldSwitch(wiring.Component):
             with m.If(count != 0):
                 m.d.sync += started.eq(~act_done)
 
-        with m.FSM(name="ws"):
+        with m.FSM(name="ws") as fsm:
             with m.State("READY"):
                 with m.If(cmd_valid):
                     m.d.sync += [cmd_valid.eq(0), count.eq(0), switch_count.eq(0)]
@@ -591,6 +606,9 @@ class WorldSwitch(wiring.Component):
                     finish(Mux(act_aborted, IovStatus.FLR_ABORTED, IovStatus.COMMAND_DONE))
                     m.next = "READY"
 
+        for seq in SeqState:
+            with m.If(fsm.ongoing(seq.name)):
+                m.d.comb += self.seq_state.eq(seq)
         # Last, so that it wins over the sequence: an FLR takes its function off the GPU.
         with m.If(flr_cur):
             m.d.sync += state.eq(GpuState.EMPTY)

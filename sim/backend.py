@@ -63,6 +63,7 @@ class Bench:
     def __init__(self, component):
         self.component = component
         self._ports = _port_map(component)
+        self._driven = {}       # port -> bits last driven: an unchanged input is not re-set
 
     def _member(self, name):
         try:
@@ -72,7 +73,11 @@ class Bench:
                            f"ports: {', '.join(sorted(self._ports))}") from None
 
     def set(self, name, value):
-        self._set_bits(name, _pack(self._member(name), value))
+        bits = _pack(self._member(name), value)
+        # Re-driving an unchanged value costs the simulator a settle for nothing.
+        if self._driven.get(name) != bits:
+            self._driven[name] = bits
+            self._set_bits(name, bits)
 
     def get(self, name):
         return _unpack(self._member(name), self._get_bits(name))

@@ -11,7 +11,8 @@ class FbMemoryModel:
 
     A request accepted at the clock edge that ends cycle c is, for a read, answered in cycle
     c + ``latency`` (so latency 1 answers in the very next cycle); reads answer in order.
-    Writes complete when accepted. ``ready_prob`` < 1 drops ``req.ready`` at random.
+    Writes complete when accepted and change
+    only the bytes their byte enables name. ``ready_prob`` < 1 drops ``req.ready`` at random.
 
     Call :meth:`step` once per cycle, after the previous tick and before the next one: it
     reads the request the design presents, then drives ``ready`` and the response.
@@ -44,7 +45,9 @@ class FbMemoryModel:
             addr = int(payload.addr)
             assert addr % (self.p.mem_width // 8) == 0, f"unaligned FB access {addr:#x}"
             if payload.write:
-                self.words[addr] = int(payload.data)
+                mask = sum(0xFF << (8 * k) for k in range(self.p.mem_width // 8)
+                           if int(payload.be) >> k & 1)
+                self.words[addr] = self.words.get(addr, 0) & ~mask | int(payload.data) & mask
                 self.writes += 1
             else:
                 self.pending.append((self.cycle + self.latency, self.words.get(addr, 0)))

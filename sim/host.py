@@ -16,11 +16,12 @@ def rid_of(params, fn, pf_rid=0):
 class ConfigDriver:
     """Configuration reads and writes to any function, offsets from the config tables."""
 
-    def __init__(self, tb, params, prefix="cfg"):
+    def __init__(self, tb, params, prefix="cfg", bus=None):
         self.params = params
         self.pf_map = pf_config_map(params)
         self.vf_map = vf_config_map(params)
-        self.bus = RegBusDriver(tb, self.pf_map, prefix)
+        #: Anything with RegBusDriver's ``access`` (the whole GPU's host port: sim/system.py).
+        self.bus = RegBusDriver(tb, self.pf_map, prefix) if bus is None else bus
 
     def _map(self, fn):
         return self.pf_map if fn == 0 else self.vf_map
@@ -73,15 +74,17 @@ async def size_bar(cfg, fn, low_name, high_name=None):
     return (~mask & 0xFFFFFFFF) + 1
 
 
-async def enumerate_device(tb, params, num_vfs, base=0x4_0000_0000, base32=0xE000_0000):
+async def enumerate_device(tb, params, num_vfs, base=0x4_0000_0000, base32=0xE000_0000,
+                           cfg=None):
     """Size and assign the PF's and the VF BARs, set NumVFs, enable VFs and memory decode.
 
     64-bit BARs are placed from ``base`` up, 32-bit ones from ``base32`` (below 4 GiB), each
     naturally aligned (a VF BAR's window holds NumVFs apertures).
 
     Returns {"pf_bars": {index: (address, size)}, "vf_bars": {...}, "num_vfs": n}.
+    ``cfg``: a :class:`ConfigDriver` to use (default: one on ``tb``'s ``cfg`` port).
     """
-    cfg = ConfigDriver(tb, params)
+    cfg = ConfigDriver(tb, params) if cfg is None else cfg
     pf_bars, vf_bars = bar_specs(params)
     result = {"pf_bars": {}, "vf_bars": {}}
     windows = {True: base, False: base32}

@@ -32,9 +32,13 @@ class MailboxTimeout(AssertionError):
 
 
 class _Side:
-    def __init__(self, tb, params, fn, prefix="bus"):
+    #: Reads a poll makes before it gives up.
+    poll_limit = 200
+
+    def __init__(self, tb, params, fn, prefix="bus", bus=None):
         self.regmap = mmio_regmap(params)
-        self.bus = RegBusDriver(tb, self.regmap, prefix)
+        #: Anything with RegBusDriver's ``access`` (the whole GPU's host port: sim/system.py).
+        self.bus = RegBusDriver(tb, self.regmap, prefix) if bus is None else bus
         self.fn = fn
 
     async def read(self, name, index=None):
@@ -47,9 +51,9 @@ class _Side:
                                           data=value, fn=self.fn)
         assert status == Status.OK, f"function {self.fn} writing {name}: {status}"
 
-    async def poll(self, name, field, want, limit=200):
+    async def poll(self, name, field, want, limit=None):
         f = self.regmap[name].field(field)
-        for _ in range(limit):
+        for _ in range(limit or self.poll_limit):
             if (await self.read(name)) >> f.lsb & 1 == want:
                 return
         raise MailboxTimeout(f"function {self.fn}: {name}.{field} never became {want}")
@@ -79,8 +83,8 @@ class GuestMailbox(_Side):
 class HostMailbox(_Side):
     """The hypervisor's side, on the PF, through the MB_INDEX window."""
 
-    def __init__(self, tb, params, prefix="bus"):
-        super().__init__(tb, params, 0, prefix)
+    def __init__(self, tb, params, prefix="bus", bus=None):
+        super().__init__(tb, params, 0, prefix, bus)
 
     async def pending(self):
         bits, n = 0, 0
