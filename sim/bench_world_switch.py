@@ -36,7 +36,7 @@ def params_for(size, width, latency, outstanding=128):
     return base.with_(ctx_words=words)
 
 
-def point(size, width, latency, measure):
+def point(size, width, latency, measure, modes=("serial", "overlap")):
     """One row: model (and measured, if ``measure``) phase cycles, serial and overlapped."""
     params = params_for(size, width, latency)
     beats = cost_model.bandwidth_bound(params)
@@ -48,7 +48,8 @@ def point(size, width, latency, measure):
            "serial_bound": DRAIN + 2 * beats + latency,
            "overlap_bound": DRAIN + beats + latency}
     if measure:
-        for mode, overlap in (("serial", False), ("overlap", True)):
+        for mode in modes:
+            overlap = mode == "overlap"
             got = run_amaranth("world_switch", params, "sim.world_switch_host:context_switch",
                                drain=DRAIN, overlap=overlap)
             row[f"{mode}_measured"] = dict(zip(("idle", "save", "load", "run"), got["phases"]))

@@ -13,6 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from rtl.params import GpuParams, ParamError
+from sim.scenario import ScenarioError
 
 __all__ = ["main"]
 
@@ -215,13 +216,141 @@ def cmd_bench_switch(args):
     return 1 if bad else 0
 
 
+def _scenario(args):
+    from sim.scenario import DEFAULT, load
+    sc = load(args.scenario) if args.scenario else DEFAULT
+    return sc
+
+
+def _progress(total):
+    """A one-line progress bar on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(cycle):
+        done = min(cycle / total, 1.0)
+        bar = "#" * int(done * 30)
+        print(f"\r  simulating [{bar:<30}] {cycle:>8} cycles", end="", file=sys.stderr,
+              flush=True)
+    return show
+
+
+def cmd_report(args):
+    """The main job: run a scenario on the whole GPU and report its world-switch timing."""
+    from concurrent.futures import ProcessPoolExecutor
+    from sim import report
+    from sim.scenario import run
+    t0 = time.monotonic()
+    sc = _scenario(args)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"Running scenario {sc.name!r} on {args.backend} "
+          f"({sc.active_vfs} VMs, {sc.run_cycles} cycles of traffic) ...", flush=True)
+    pool = None
+    if not args.no_plots:
+        # The cost plot's measured points simulate the world switch alone, meanwhile.
+        pool = ProcessPoolExecutor(max_workers=1)
+        points = pool.submit(report.cost_points)
+    raw = run(sc, args.backend, progress=_progress(sc.run_cycles + 2000))
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    summary = report.summarize(raw)
+    print(report.table(summary))
+    report.write_json(summary, out / "report.json")
+    (out / "run.json").write_text(json.dumps(raw) + "\n")
+    written = [out / "report.json", out / "run.json"]
+    if pool:
+        report.plot_timeline(raw, out / "timeline.png")
+        sw = summary["phases"].get("switch (hardware)")
+        scenario_point = None
+        # Its point belongs on the plot when it is one of the plotted model's (serial,
+        # drain 4, latency 10).
+        if sw and sc.mode != "overlapped" and sc.mem_latency == 10 and sc.engine_drain == 4:
+            scenario_point = (sc.params().ctx_bytes, sc.mem_width, sw["median"])
+        report.plot_cost(points.result(), out / "cost.png", scenario_point)
+        pool.shutdown()
+        written += [out / "timeline.png", out / "cost.png"]
+    print(f"\nwrote {', '.join(str(w) for w in written)}")
+    print(f"report wall time {time.monotonic() - t0:.1f} s")
+    return 1 if summary["errors"] else 0
+
+
+def cmd_sweep(args):
+    from sim import sweep
+    from sim.scenario import DEFAULT, MODES, load
+    base = load(args.scenario) if args.scenario else DEFAULT
+    base = sweep.with_(base, run_cycles=args.run_cycles) if args.run_cycles else base
+    axes = {"mode": args.modes, "num_vfs": args.vfs_list, "ctx_words": args.ctx_words,
+            "mem_width": args.widths, "mem_latency": args.latencies}
+    axes = {k: v for k, v in axes.items() if v}
+    for mode in axes.get("mode", []):
+        if mode not in MODES:
+            print(f"sriov-gpu: error: --modes {mode!r}: choose from {', '.join(MODES)}",
+                  file=sys.stderr)
+            return 2
+    if "num_vfs" in axes:
+        base = sweep.with_(base, active_vfs=min(base.active_vfs, min(axes["num_vfs"])))
+    scenarios = sweep.grid(base, **axes)
+    print(f"Sweeping {len(scenarios)} scenarios on {args.backend} "
+          f"({'Dask ' + args.scheduler if args.scheduler else f'{args.jobs} processes'}) ...",
+          flush=True)
+    t0 = time.monotonic()
+    rows = sweep.sweep(scenarios, args.backend, sweep.executor(args.jobs, args.scheduler),
+                       on_row=lambda row, k, n: print(f"  [{k}/{n}] done", flush=True))
+    print(sweep.table(rows))
+    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.csv).write_text(sweep.to_csv(rows))
+    print(f"wrote {args.csv}; {time.monotonic() - t0:.1f} s")
+    return 1 if any(r["errors"] for r in rows) else 0
+
+
+def cmd_bench_sim(args):
+    from sim.bench_sim import run_bench
+    return run_bench(args.backends, args.cycles, args.vfs)
+
+
 def build_parser():
     parser = _Parser(prog="sriov-gpu", description="Cycle-approximate model of SR-IOV GPU "
                      "virtualization hardware, in Amaranth HDL.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    from sim.scenario import BACKENDS, MODES
+    p = sub.add_parser("report", help="the main job: run a scenario on the whole GPU (default: "
+                       "4 VMs, host-driven switches, one misbehaving) and report world-switch "
+                       "timing: table, JSON, PNG plots")
+    p.add_argument("scenario", nargs="?", help="scenario file (.toml or .json; "
+                   "default: the built-in scenario, docs/scenarios/default.toml)")
+    p.add_argument("--backend", choices=BACKENDS, default="amaranth",
+                   help="simulator (default amaranth: nothing else to install)")
+    p.add_argument("-o", "--output", default="build/report", help="output folder")
+    p.add_argument("--no-plots", action="store_true", help="table and JSON only")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("sweep", help="run a grid of scenarios in parallel processes (or on a "
+                       "Dask cluster) and write one table / CSV")
+    p.add_argument("scenario", nargs="?", help="base scenario file (default: built-in)")
+    p.add_argument("--modes", nargs="+", metavar="MODE", help=f"any of {', '.join(MODES)}")
+    p.add_argument("--vfs-list", type=int, nargs="+", metavar="N", help="num_vfs values")
+    p.add_argument("--ctx-words", type=int, nargs="+", metavar="N", help="ctx_words values")
+    p.add_argument("--widths", type=int, nargs="+", metavar="W", help="mem_width values")
+    p.add_argument("--latencies", type=int, nargs="+", metavar="L", help="mem_latency values")
+    p.add_argument("--run-cycles", type=int, metavar="C", help="override run_cycles")
+    p.add_argument("--backend", choices=BACKENDS, default="amaranth")
+    p.add_argument("--jobs", type=int, default=2, help="local worker processes (default 2)")
+    p.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address "
+                   "(tcp://host:8786): run the grid on that cluster")
+    p.add_argument("--csv", default="build/sweep.csv", help="CSV output (default %(default)s)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("bench-sim", help="simulation speed of the whole GPU: simulated "
+                       "cycles per second on each backend (a benchmark, not a test)")
+    p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    p.add_argument("--cycles", type=int, default=3000, help="cycles of traffic per run")
+    p.add_argument("--vfs", type=int, default=16, help="VFs the GPU is built with")
+    p.set_defaults(func=cmd_bench_sim)
+
     p = sub.add_parser("summary", help="generate every block's Verilog into build/ and "
-                       "summarize the model (the main job)")
+                       "summarize the model")
     _add_params(p)
     p.add_argument("-o", "--output", default="build/verilog", help="output folder")
     p.set_defaults(func=cmd_summary)
@@ -301,7 +430,7 @@ def main(argv=None):
         return 2
     try:
         return args.func(args)
-    except ParamError as e:
+    except (ParamError, ScenarioError) as e:
         print(f"sriov-gpu: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
