@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # Tests run on both cores; set JOBS=1 to run serially.
 JOBS   ?= auto
 
-.PHONY: run test test-slow test-all synth docs venv clean
+.PHONY: run test test-slow test-all synth docs verilog bench venv clean
 
 venv: $(STAMP)
 
@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The main job: Verilog of every block into build/, and a summary of the model.
+# The main job: the default scenario on the whole GPU, and its world-switch timing report
+# (a table here; JSON and PNG plots in build/report).
 run: $(STAMP)
-	$(BIN)/sriov-gpu summary
+	$(BIN)/sriov-gpu report
 
 # Every test except the slow ones (place and route, long soaks).
 test: $(STAMP)
@@ -41,6 +42,16 @@ synth: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/sriov-gpu docs
+
+# Verilog of every block (the whole GPU is `gpu`) into build/verilog, and a summary.
+verilog: $(STAMP)
+	$(BIN)/sriov-gpu summary
+
+# Benchmarks (numbers, not tests): simulation speed, world-switch cost, doorbell fairness.
+bench: $(STAMP)
+	$(BIN)/sriov-gpu bench-sim
+	$(BIN)/sriov-gpu bench-switch
+	$(BIN)/sriov-gpu bench-doorbell
 
 clean:
 	rm -rf build

@@ -167,6 +167,9 @@ class SriovGpu(wiring.Component):
     owner, owner_valid, seq_state : monitors (who owns the GPU, what the world switch does)
     """
 
+    #: Answers take 2 cycles, FB reads 6 + L, world switches their phases: see above.
+    LATENCY = None
+
     def __init__(self, params):
         if params.pf_mmio_size < len(REG_WINDOWS) * REG_WINDOW_SIZE:
             raise ParamError(f"pf_mmio_size={params.pf_mmio_size} must be at least "

@@ -289,7 +289,11 @@ def cmd_sweep(args):
                   file=sys.stderr)
             return 2
     if "num_vfs" in axes:
-        base = sweep.with_(base, active_vfs=min(base.active_vfs, min(axes["num_vfs"])))
+        # Every point must have its VMs: as many as the smallest GPU of the grid has VFs.
+        active = min(base.active_vfs, min(axes["num_vfs"]))
+        base = sweep.with_(base, active_vfs=active,
+                           per_vf={vf: w for vf, w in base.per_vf.items() if vf <= active},
+                           flr=tuple(e for e in base.flr if e[1] <= active))
     scenarios = sweep.grid(base, **axes)
     print(f"Sweeping {len(scenarios)} scenarios on {args.backend} "
           f"({'Dask ' + args.scheduler if args.scheduler else f'{args.jobs} processes'}) ...",

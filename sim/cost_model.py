@@ -27,11 +27,16 @@ Overlapped (SCHED.OVERLAP, to another function): after IDLE, the SAVE (live set,
 ``mem``) and the LOAD (shadow set, port ``mem_load``) start together; the phase lasts
 max(SAVE, LOAD) phases; then the shadow's shared registers are replayed to the live flops,
 one beat a cycle (S = ceil(shared_regs * 32 / W) beats), and RUN: RUN phase = S + 1.
+
+On the whole GPU (rtl/gpu.py) both context movers share one FB port (round robin): the
+overlapped phase moves 2B beats through it and lasts 2B + L + 2 when more reads may be in
+flight than L (measured exact; with fewer the window adds stalls the formula does not
+count, and :func:`one_port_overlapped_phase_cycles` returns None for that phase).
 """
 
 __all__ = ["context_beats", "save_cycles", "load_cycles", "bandwidth_bound", "phase_cycles",
            "switch_cycles", "overlapped_phase_cycles", "overlapped_switch_cycles",
-           "HANDSHAKE_OVERHEAD"]
+           "one_port_overlapped_phase_cycles", "HANDSHAKE_OVERHEAD"]
 
 #: Cycles a serial switch spends beyond the drain, 2 x ceil(bits/W) and L (with more reads
 #: in flight than L): IDLE 1, SAVE 1 + 3 (first fetch; address, start, finish), LOAD 3, RUN 1.
@@ -84,3 +89,14 @@ def overlapped_switch_cycles(params, drain):
     """A whole overlapped switch: IDLE + max(SAVE, LOAD) + replay + RUN."""
     phases = overlapped_phase_cycles(params, drain)
     return phases["idle"] + max(phases["save"], phases["load"]) + phases["run"]
+
+
+def one_port_overlapped_phase_cycles(params, drain):
+    """Overlapped switch on one shared FB port (the whole GPU), as its monitor sees it:
+    idle, the overlapped save + load, run (with the shared-register replay), and the whole
+    switch; overlap and the whole are None when the read window binds (O <= L)."""
+    beats, latency = params.ctx_beats, params.mem_latency
+    overlap = 2 * beats + latency + 2 if params.mem_outstanding > latency else None
+    phases = {"idle": drain + 1, "overlap": overlap, "run": params.shared_beats + 1}
+    phases["switch"] = None if overlap is None else sum(phases.values())
+    return phases

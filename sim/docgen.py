@@ -4,6 +4,7 @@ from pathlib import Path
 
 from rtl.config_space import pf_config_map, vf_config_map
 from rtl.fb_partition import fb_partition_regmap
+from rtl.gpu import REG_WINDOW_SIZE, REG_WINDOWS, gpu_regmap
 from rtl.mmio import mmio_regmap
 from rtl.params import GpuParams
 from rtl.world_switch import world_switch_regmap
@@ -21,8 +22,19 @@ def _page(title, intro, regmap):
 def generated_docs(params=None):
     """{file name: Markdown text} for every generated page, at the default parameters."""
     p = params or GpuParams()
-    fb, mmio, ws = fb_partition_regmap(p), mmio_regmap(p), world_switch_regmap(p)
+    fb, mmio, ws, top = (fb_partition_regmap(p), mmio_regmap(p), world_switch_regmap(p),
+                         gpu_regmap(p))
+    windows = "\n".join(f"| {k * REG_WINDOW_SIZE:#07x} | `{name}` | "
+                        f"{'every function (a VF sees only this window)' if k == 0 else 'PF'} |"
+                        for k, name in enumerate(REG_WINDOWS))
     pages = {
+        "gpu_regs.md": _page(
+            "Whole GPU: register windows and the top's PF registers",
+            "The PF's register BAR (BAR5) holds one 64 KiB window per block; a VF's register "
+            "BAR holds only the first. A request past a window's registers answers UR.\n\n"
+            "| byte offset | window | reachable by |\n|---|---|---|\n" + windows +
+            f"\n\nThe `gpu` window's registers (dword offsets in a {top.addr_width}-bit space; "
+            f"shown for {p.num_vfs} VFs):", top),
         "fb_partition_regs.md": _page(
             "FB partition unit: configuration registers",
             f"PF-only port; dword offsets in a {fb.addr_width}-bit space; shown for "

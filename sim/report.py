@@ -42,10 +42,13 @@ def summarize(raw):
     phases["switch (as the host sees it)"] = _stats([s["total"] for s in switches], mhz)
     model = cost_model.phase_cycles(params, sc.engine_drain)
     if sc.mode == "overlapped":
-        model = {"idle": model["idle"], "run": params.shared_beats + 1,
-                 "switch (hardware)": cost_model.overlapped_switch_cycles(params, sc.engine_drain)}
-        model_note = ("overlapped model assumes a second FB port; the whole GPU has one, so "
-                      "the save and the load share its bandwidth")
+        one_port = cost_model.one_port_overlapped_phase_cycles(params, sc.engine_drain)
+        model = {"idle": one_port["idle"], "overlap": one_port["overlap"],
+                 "run": one_port["run"], "switch (hardware)": one_port["switch"]}
+        model = {k: ("" if v is None else v) for k, v in model.items()}
+        model_note = ("the save and the load share the one FB port: 2B + L + 2; with a "
+                      "second port (the world-switch block alone) it would be "
+                      f"{cost_model.overlapped_switch_cycles(params, sc.engine_drain)}")
     else:
         model["switch (hardware)"] = cost_model.switch_cycles(params, sc.engine_drain)
         model_note = "exact for a memory that is always ready"
@@ -80,6 +83,8 @@ def summarize(raw):
             errors.append(f"{kind}: guests made {v['made']}, the PF counted {v['counted']}")
     return {
         "scenario": raw["scenario"], "backend": raw["backend"], "cycles": cycles,
+        "context": {"bytes": params.ctx_bytes, "beats": params.ctx_beats,
+                    "shared_regs": params.shared_regs},
         "time_us": cycles / mhz, "host_requests": raw["requests"],
         "switches": len(switches), "phases": phases, "model": model, "model_note": model_note,
         "gpu_share": share,
@@ -100,19 +105,22 @@ def table(s):
     sc = s["scenario"]
     mhz = sc["clock_mhz"]
     out = [f"Scenario {sc['name']!r}: {sc['active_vfs']} VMs on {sc['num_vfs']} VFs, mode "
-           f"{sc['mode']}, context {sc['ctx_words']} x {sc['mem_width']}-bit words + "
-           f"16 shared registers, memory latency {sc['mem_latency']}, time slice "
+           f"{sc['mode']}, context {s['context']['bytes']} bytes ({sc['ctx_words']} x "
+           f"{sc['mem_width']}-bit words + {s['context']['shared_regs']} shared registers), "
+           f"memory latency {sc['mem_latency']}, time slice "
            f"{sc['time_slice']} cycles; {s['backend']}",
            f"{s['cycles']} cycles ({s['time_us']:.1f} us at {mhz:g} MHz), "
            f"{s['host_requests']} host requests, {s['switches']} world switches",
            "",
-           f"{'world switch':30} {'min':>7} {'median':>7} {'max':>7} {'model':>7} "
-           f"{'median us':>10}"]
+           f"{'world switch (cycles)':30} {'min':>7} {'median':>7} {'max':>7} {'model':>7}   "
+           f"{'us at ' + format(mhz, 'g') + ' MHz: min / median / max'}"]
     for name, stat in s["phases"].items():
         model = s["model"].get(name, "")
+        us = " / ".join(f"{stat['us'][k]:.3f}" for k in ("min", "median", "max")) if stat \
+            else "-"
         out.append(f"{name:30} {_fmt(stat, 'min'):>7} {_fmt(stat):>7} {_fmt(stat, 'max'):>7} "
-                   f"{model!s:>7} {stat['us']['median'] if stat else 0:>10.3f}")
-    out.append(f"  (cycles; model: {s['model_note']})")
+                   f"{model!s:>7}   {us}")
+    out.append(f"  (model: {s['model_note']})")
     out += ["", f"{'VF':>3} {'GPU share':>9} {'doorbells':>9} {'latency min':>11} "
             f"{'median':>7} {'max':>7} {'init access':>11}"]
     for vf, share in s["gpu_share"].items():
@@ -159,7 +167,7 @@ def plot_timeline(raw, path):
     ax.set_xlabel(f"cycle ({sc['clock_mhz']:g} MHz)")
     ax.set_title(f"GPU ownership, scenario {sc['name']!r} ({sc['mode']})")
     ax.set_ylim(0.4, rows[-1] + 1.0)
-    used = {k for _, _, k, _ in raw["segments"]}
+    used = {k for _, _, k, fn in raw["segments"] if fn in rows}
     ax.legend(handles=[Patch(color=c, label="owns the GPU" if k == "own" else k)
                        for k, c in _COLOURS.items() if k in used],
               loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=8, fontsize=8, frameon=False)

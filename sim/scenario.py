@@ -73,7 +73,7 @@ class Scenario:
     drain_limit: int = 20_000    #: cycles after run_cycles to deliver every doorbell
     engine_drain: int = 4        #: cycles the engine needs to stop
     work_per_doorbell: int = 40  #: engine cycles of work each doorbell brings
-    fb_slice_mib: int = 128      #: FB slice per VF (multiple of 16)
+    fb_slice_mib: int = 0        #: FB slice per VF (multiple of 16; 0: equal shares, <= 128)
     clock_mhz: float = 125.0     #: to turn cycles into time in the report
     poll_every: int = 8          #: cycles between the hypervisor's status polls
     seed: int = 1
@@ -88,7 +88,7 @@ class Scenario:
         if self.mode not in MODES:
             bad("mode", f"must be one of {', '.join(MODES)}")
         for name in ("num_vfs", "active_vfs", "ctx_words", "mem_latency", "time_slice",
-                     "run_cycles", "fb_slice_mib", "poll_every"):
+                     "run_cycles", "poll_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 bad(name, "must be a positive integer")
@@ -98,8 +98,10 @@ class Scenario:
             bad("num_vfs", f"must be 1..{MAX_VFS}")
         if self.active_vfs > self.num_vfs:
             bad("active_vfs", f"must be at most num_vfs ({self.num_vfs})")
-        if self.fb_slice_mib % 16:
-            bad("fb_slice_mib", "must be a multiple of 16 (GPU-IOV counts FB in 16 MiB units)")
+        if not isinstance(self.fb_slice_mib, int) or self.fb_slice_mib < 0 or \
+                self.fb_slice_mib % 16:
+            bad("fb_slice_mib", "must be 0 (equal shares) or a multiple of 16 "
+                "(GPU-IOV counts FB in 16 MiB units)")
         if not self.clock_mhz > 0:
             bad("clock_mhz", "must be positive")
         for name in ("engine_drain", "work_per_doorbell", "drain_limit"):
@@ -125,9 +127,11 @@ class Scenario:
         if need > params.fb_size // _UNIT:
             bad("fb_slice_mib", f"leaves no room: the PF, the CSA and {self.num_vfs} slices "
                 f"need {need * 16} MiB of {params.fb_size // MiB} MiB")
-        if self.fb_slice_mib * MiB > params.vf_fb_aperture:
+        if self.slice_mib(params) * MiB > params.vf_fb_aperture:
             bad("fb_slice_mib", f"is larger than the VF FB aperture "
                 f"({params.vf_fb_aperture // MiB} MiB)")
+        if self.slice_mib(params) == 0:
+            bad("num_vfs", f"leaves no FB for the slices ({params.fb_size // MiB} MiB in all)")
 
     def params(self):
         """The GPU's build parameters (the time slice is programmed, not built in)."""
@@ -138,12 +142,21 @@ class Scenario:
         return self.per_vf.get(vf, self.workload)
 
     def _fb_units(self, params):
-        """(PF units, CSA units, slice units, total units) of the FB layout GIM uses."""
+        """(PF units, CSA units, slice units, total units) of the FB layout GIM uses: the
+        PF's FB from 0, the context save area, then the VF slices (equal shares by
+        default, at most 128 MiB each)."""
         pf = params.pf_fb_aperture // _UNIT
         csa_bytes = params.num_fns * -(-params.ctx_bytes // 4096) * 4096
         csa = -(-csa_bytes // _UNIT)
-        slice_units = self.fb_slice_mib // 16
+        if self.fb_slice_mib:
+            slice_units = self.fb_slice_mib // 16
+        else:
+            slice_units = min(8, (params.fb_size // _UNIT - pf - csa) // self.num_vfs)
         return pf, csa, slice_units, pf + csa + self.num_vfs * slice_units
+
+    def slice_mib(self, params=None):
+        """Each VF's FB slice, MiB."""
+        return self._fb_units(params or self.params())[2] * 16
 
     def to_dict(self):
         out = asdict(self)
@@ -409,7 +422,7 @@ class _Guest:
     async def fb(self, bad):
         sys = self.sys
         base = sys.bar_base(self.vf, 0)
-        slice_bytes = self.sc.fb_slice_mib * MiB
+        slice_bytes = self.sc.slice_mib(self.p) * MiB
         if bad:
             room = self.p.vf_fb_aperture - slice_bytes
             if room <= 0:

@@ -16,7 +16,7 @@ def run(*args):
 def test_help_lists_every_command():
     out = run("--help").stdout
     for command in ("summary", "verilog", "synth", "regmap", "docs", "config-dump",
-                    "bench-doorbell", "bench-switch"):
+                    "bench-doorbell", "bench-switch", "report", "sweep", "bench-sim"):
         assert command in out
 
 

@@ -63,6 +63,12 @@ def test_each_refusal_answers_its_status_and_is_counted_once(amaranth_run):
     assert amaranth_run["counters"] == {"xfn": 1, "host_ur": 2, "fb": 1, "reg": 1}
 
 
+def test_pf_interrupts_follow_a_vf_mailbox_message_and_an_fb_violation(amaranth_run):
+    assert amaranth_run["irq_before"] == 0
+    assert amaranth_run["irq_mailbox"] == {"pf_mailbox": 1, "pending": 1 << 0}
+    assert amaranth_run["irq_fb_violation"] == 1
+
+
 def test_answers_come_two_cycles_after_the_request_and_fb_reads_after_the_memory(amaranth_run):
     latency = PARAMS.mem_latency
     assert amaranth_run["answer_cycles"] == [["CONFIG", False, 2], ["CONFIG", True, 2],

@@ -44,3 +44,11 @@ def test_cocotb_1000_random_switches_restore_every_context(simulator):
     cycles = run_cocotb(simulator, "context_mover", params, BENCH, test_name="switches",
                         seed=5, functions=17, switches=switches, ready_prob=0.8)
     assert len(cycles["load"]) == switches
+
+
+def test_zero_fill_leaves_the_engine_its_state_memory():
+    params = GpuParams(num_vfs=4, ctx_words=32)
+    result = run_amaranth("context_mover", params,
+                          "tests.benches.save_restore:engine_during_zero_fill")
+    assert result["busy_writes"] >= 16          # the engine wrote while the mover ran
+    assert result["state"] == result["words"] and result["zeros"]

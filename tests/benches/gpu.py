@@ -38,6 +38,14 @@ async def host_port(tb, params):
         seen["fb_write"] = await mem(1, fb1 + 0x1234, write=True, data=0xCAFEF00D)
         seen["fb_read"] = await mem(1, fb1 + 0x1234)
         seen["fb_words"] = dict(system.fbmem.words)
+        # Interrupts: the PF hears of a VF's mailbox message and of an FB violation.
+        await system.bus("mmio").write("PF_MB_INT_CNTL", EN=1)
+        await fbp.write("CTRL", IRQ_EN=1)
+        seen["irq_before"] = tb.get("irq").as_bits()
+        await system.bus("mmio", 1).write("MAILBOX_CONTROL", TRN_MSG_VALID=1)
+        await system.wait(2)
+        seen["irq_mailbox"] = {"pf_mailbox": int(tb.get("irq").pf_mailbox),
+                               "pending": await system.bus("mmio").read("PF_MB_PENDING", 0)}
         # Refusals, each of its kind.
         seen["past_slice"] = await mem(1, fb1 + SLICE_SIZE_UNITS * 16 * MiB)
         seen["other_doorbell"] = await mem(1, system.bar_base(2, 2), write=True, data=1)
@@ -45,6 +53,8 @@ async def host_port(tb, params):
         seen["nowhere"] = await mem(0, 0x10)
         seen["pf_only"] = await mem(1, system.reg_address(1, "mmio", 0x1000),
                                            write=True, data=1)
+        await system.wait(2)
+        seen["irq_fb_violation"] = int(tb.get("irq").fb_violation)
         seen["counters"] = {"xfn": await gpu.read("XFN_COUNT", 1),
                             "host_ur": await gpu.read("HOST_UR"),
                             "fb": await fbp.read("VIOL_COUNT", 1),

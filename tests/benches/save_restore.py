@@ -74,3 +74,26 @@ async def roundtrip(tb, params, seed, functions=4, switches=8, latency=None, rea
         cycles["save"].append(await env.run(CtxOp.SAVE, fn * stride))
         contexts[fn] = (shared, state)
     return cycles
+
+
+async def engine_during_zero_fill(tb, params):
+    """While the mover zero-fills another function's context (INIT_GPU), the running
+    engine writes and reads its own state memory: nothing of it is lost or garbled."""
+    mem = FbMemoryModel(params)
+    env = MoverTB(tb, params, mem)
+    words = [0x1111 * (k + 1) for k in range(params.ctx_words)]
+    tb.set("cmd__payload", {"op": CtxOp.SAVE, "base": 0, "zero": 1})
+    tb.set("cmd__valid", 1)
+    await env.cycle()
+    tb.set("cmd__valid", 0)
+    busy_writes = 0
+    for addr, word in enumerate(words):
+        busy_writes += int(tb.get("busy"))
+        tb.set("state_wr__payload", {"addr": addr, "data": word})
+        tb.set("state_wr__valid", 1)
+        await env.cycle()
+    tb.set("state_wr__valid", 0)
+    while not tb.get("done"):
+        await env.cycle()
+    return {"busy_writes": busy_writes, "state": await env.read_state(),
+            "words": words, "zeros": all(v == 0 for v in mem.words.values())}
