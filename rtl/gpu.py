@@ -9,10 +9,11 @@ from .doorbell import DoorbellArbiter, doorbell_event_layout
 from .fb_partition import FbPartition
 from .gpu_iov import GpuIov
 from .interfaces import FbMemSignature, FbOrigin, Status, ValidSignature
-from .mmio import MMIO_ADDR_WIDTH, MmioDecode
+from .mmio import MmioDecode
 from .params import KiB, MiB, ParamError
 from .regmap import Access, Field, Register, RegisterFile, RegisterMap
 from .routing import ADDR_WIDTH, Router
+from .world_switch import SeqState
 
 __all__ = ["SriovGpu", "HostKind", "host_request_layout", "host_response_layout",
            "HostPortSignature", "gpu_regmap", "REG_WINDOWS", "REG_WINDOW_SIZE", "HOST_CREDITS",
@@ -149,8 +150,9 @@ class SriovGpu(wiring.Component):
     16 MiB units, LOC = 0) the context save area of the FB partition and of the world
     switch; the PF may also program them directly in their register windows.
 
-    The FB memory port carries, by priority, the world switch's two context movers (round
-    robin between them) and then host FB accesses. The world switch's owner is the only
+    The FB memory port belongs to the world switch's context movers during their phases
+    (SAVE, LOAD, INIT; in an overlapped phase the two alternate cycle by cycle) and to host
+    FB accesses otherwise, which wait meanwhile. The world switch's owner is the only
     function whose doorbells reach ``cp``; its engine reports ``engine_busy``; a VF's FLR
     (Initiate FLR in its Device Control) resets it in the doorbell arbiter and the world
     switch.
@@ -306,21 +308,23 @@ class SriovGpu(wiring.Component):
 
         reg_buses = {_Dest.CONFIG: iov.cfg, _Dest.MMIO: mmio.bus, _Dest.FB_REGS: fbp.cfg,
                      _Dest.WS_REGS: iov.ws_cfg, _Dest.GPU_REGS: regs.bus}
-        mirror_req = {}                             # bus -> (valid, addr, data) of the mirror
+        # The capability mirror writes the FB partition's and the world switch's registers.
+        mirror_req = {d: (Signal(name=f"mirror_{d.name.lower()}_valid"),
+                          Signal(len(reg_buses[d].req.payload.addr),
+                                 name=f"mirror_{d.name.lower()}_addr"),
+                          Signal(32, name=f"mirror_{d.name.lower()}_data"))
+                      for d in (_Dest.FB_REGS, _Dest.WS_REGS)}
         for d, bus in reg_buses.items():
             pl = bus.req.payload
             fn = rc.fn if d == _Dest.CONFIG else rm.fn
             addr = dword if d == _Dest.CONFIG else reg_addr
-            valid, maddr, mdata = (Signal(name=f"mirror_{d.name.lower()}_valid"),
-                                   Signal(len(pl.addr), name=f"mirror_{d.name.lower()}_addr"),
-                                   Signal(32, name=f"mirror_{d.name.lower()}_data"))
-            mirror_req[d] = (valid, maddr, mdata)
-            m.d.comb += [
-                bus.req.valid.eq(b_valid & (dest == d) | valid),
-                pl.fn.eq(Mux(valid, 0, fn)), pl.addr.eq(Mux(valid, maddr, addr)),
-                pl.write.eq(valid | b.write), pl.data.eq(Mux(valid, mdata, b.data)),
-                pl.be.eq(Mux(valid, 0xF, b.be)),
-            ]
+            m.d.comb += [bus.req.valid.eq(b_valid & (dest == d)), pl.fn.eq(fn), pl.addr.eq(addr),
+                         pl.write.eq(b.write), pl.data.eq(b.data), pl.be.eq(b.be)]
+            if d in mirror_req:
+                valid, maddr, mdata = mirror_req[d]
+                with m.If(valid):
+                    m.d.comb += [bus.req.valid.eq(1), pl.fn.eq(0), pl.addr.eq(maddr),
+                                 pl.write.eq(1), pl.data.eq(mdata), pl.be.eq(0xF)]
         db_w = db.writes[0]
         m.d.comb += [db.write_valid.eq(b_valid & (dest == _Dest.DOORBELL)),
                      db_w.fn.eq(rm.fn), db_w.offset.eq(rm.offset[2:]), db_w.value.eq(b.data)]
@@ -373,12 +377,11 @@ class SriovGpu(wiring.Component):
         return m
 
     def _fb_port(self, m, fbp, push, data_, be):
-        """The FB memory port: mover 0 and mover 1 round robin, then the host queue. Returns
-        the FIFO of host read completions."""
+        """The FB memory port: the context movers in their phases, host FB accesses (from a
+        queue) otherwise. Returns the FIFO of host read completions."""
         p = self.params
         iov = self.iov
-        lanes = p.mem_width // 32
-        lane_bits = max((lanes - 1).bit_length(), 0)
+        lane_bits = (p.mem_width // 32 - 1).bit_length()   # mem_width >= 64: at least 1
         res = fbp.result.payload
         host_entry = data.StructLayout({"addr": unsigned(p.fb_addr_width), "write": 1,
                                         "data": 32, "be": 4, "tag": 8})
@@ -389,7 +392,7 @@ class SriovGpu(wiring.Component):
                      entry_in.write.eq(res.write), entry_in.data.eq(data_), entry_in.be.eq(be),
                      entry_in.tag.eq(res.tag)]
         entry = data.View(host_entry, host_q.r_data)
-        lane = entry.addr[2:2 + lane_bits] if lane_bits else Const(0, 1)
+        lane = entry.addr[2:2 + lane_bits]
         beat_bytes_log2 = (p.mem_width // 8).bit_length() - 1
         host_req = Signal(self.fb.req.payload.shape())
         m.d.comb += [host_req.addr.eq(entry.addr >> beat_bytes_log2 << beat_bytes_log2),
@@ -400,27 +403,31 @@ class SriovGpu(wiring.Component):
         # Which initiator each read in flight belongs to: reads answer in order.
         in_flight = 2 * p.mem_outstanding + HOST_CREDITS
         m.submodules.read_src = src_q = fifo.SyncFIFOBuffered(width=2, depth=in_flight)
-        m.submodules.host_reads = rd_q = fifo.SyncFIFOBuffered(width=8 + max(lane_bits, 1),
+        m.submodules.host_reads = rd_q = fifo.SyncFIFOBuffered(width=8 + lane_bits,
                                                                depth=HOST_CREDITS)
         movers = (iov.mem, iov.mem_load)
-        last_mover = Signal()
-        pick = Signal(2)                            # 0 / 1 a mover, 2 the host, 3 nobody
-        both = movers[0].req.valid & movers[1].req.valid
-        with m.If(both):
-            m.d.comb += pick.eq(~last_mover)
-        with m.Elif(movers[0].req.valid):
-            m.d.comb += pick.eq(0)
-        with m.Elif(movers[1].req.valid):
-            m.d.comb += pick.eq(1)
-        with m.Elif(host_q.r_rdy):
-            m.d.comb += pick.eq(2)
-        with m.Else():
-            m.d.comb += pick.eq(3)
+        # Who may use the port is decided by the world switch's step (a register), never by
+        # who asks: a mover's ready must not wait on its own valid through this arbiter
+        # (that loop set the clock). The movers own the port in their phases, alternating
+        # cycle by cycle in an overlapped one; host FB accesses have it the rest of the time.
+        seq = iov.seq_state
+        alternate = Signal()                        # 0 in an overlapped phase's first cycle
+        m.d.sync += alternate.eq((seq == SeqState.OVERLAP) & ~alternate)
+        pick = Signal(2)                            # 0 / 1 a mover, 2 the host
+        with m.Switch(seq):
+            with m.Case(SeqState.SAVE, SeqState.LOAD, SeqState.INIT):
+                m.d.comb += pick.eq(0)
+            with m.Case(SeqState.OVERLAP):
+                m.d.comb += pick.eq(alternate)
+            with m.Default():
+                m.d.comb += pick.eq(2)
+        asking = Mux(pick == 2, host_q.r_rdy, Mux(pick[0], movers[1].req.valid,
+                                                  movers[0].req.valid))
         payloads = [mv.req.payload.as_value() for mv in movers] + [host_req.as_value()]
         chosen_write = Mux(pick == 2, entry.write,
                            Mux(pick[0], movers[1].req.payload.write, movers[0].req.payload.write))
         # A read goes out only with room to remember whose it is.
-        can = (pick != 3) & (chosen_write | src_q.w_rdy)
+        can = asking & (chosen_write | src_q.w_rdy)
         fb = self.fb
         m.d.comb += [fb.req.valid.eq(can),
                      fb.req.payload.eq(Mux(pick == 2, payloads[2],
@@ -429,8 +436,6 @@ class SriovGpu(wiring.Component):
         for k, mv in enumerate(movers):
             m.d.comb += mv.req.ready.eq(taken & (pick == k))
         m.d.comb += host_q.r_en.eq(taken & (pick == 2))
-        with m.If(taken & (pick != 2)):
-            m.d.sync += last_mover.eq(pick[0])
         m.d.comb += [src_q.w_en.eq(taken & ~chosen_write), src_q.w_data.eq(pick),
                      rd_q.w_en.eq(taken & (pick == 2) & ~entry.write),
                      rd_q.w_data.eq(Cat(entry.tag, lane))]
@@ -447,8 +452,7 @@ class SriovGpu(wiring.Component):
         host_back = back & (src == 2)
         r_lane = rd_q.r_data[8:]
         word = Signal(32)
-        m.d.comb += [word.eq(fb.resp.payload.data >> (r_lane * 32) if lane_bits
-                             else fb.resp.payload.data),
+        m.d.comb += [word.eq(fb.resp.payload.data >> (r_lane * 32)),
                      rd_q.r_en.eq(host_back),
                      cpl.w_en.eq(host_back)]
         done = data.View(host_response_layout(), cpl.w_data)
@@ -519,7 +523,4 @@ class SriovGpu(wiring.Component):
                                      ws_data.eq(field_value(ws_map, "CSA_BASE", "BASE",
                                                             csa_off << unit_shift))]
                         m.d.sync += busy.eq(0)
-        for valid, addr, data_ in (mirror_req[d] for d in mirror_req
-                                   if d not in (_Dest.FB_REGS, _Dest.WS_REGS)):
-            m.d.comb += [valid.eq(0), addr.eq(0), data_.eq(0)]
 

@@ -229,6 +229,8 @@ def load(path):
 # --- the agents -----------------------------------------------------------------------
 
 class _Hypervisor:
+    """The PF's driver: set-up, scheduling, mailbox, FLRs, counters (module docstring)."""
+
     def __init__(self, system, sc, out):
         self.sys, self.sc, self.out = system, sc, out
         self.p = system.p
@@ -345,7 +347,7 @@ class _Hypervisor:
 
     async def collect(self):
         """The PF's counters, read the way a hypervisor would."""
-        sys, p = self.sys, self.p
+        sys = self.sys
         fbp, mmio, gpu = sys.bus("fb_partition"), sys.bus("mmio"), sys.bus("gpu")
         counters = {"fb_violations": {}, "reg_violations": {}, "xfn_blocked": {}}
         for vf in range(1, self.sc.num_vfs + 1):
@@ -364,6 +366,8 @@ class _Hypervisor:
 
 
 class _Guest:
+    """VF ``vf``'s driver in its VM: init access, then its workload (module docstring)."""
+
     def __init__(self, system, sc, vf, out, hv_out):
         self.sys, self.sc, self.vf = system, sc, vf
         self.hv_out = hv_out          # the guest starts once the hypervisor has set up

@@ -15,7 +15,6 @@
 from collections import deque
 from random import Random
 
-from rtl.config_space import bar_specs
 from rtl.gpu import HostKind, REG_WINDOW_SIZE, REG_WINDOWS, gpu_regmap
 from rtl.fb_partition import fb_partition_regmap
 from rtl.interfaces import Status
@@ -24,12 +23,22 @@ from rtl.world_switch import SeqState, world_switch_regmap
 
 from .drivers import RegAccessError
 from .fbmem import FbMemoryModel
+from .host import rid_of
 
 __all__ = ["System", "Engine", "Monitor", "HostBus", "SimulationStall"]
 
 
 class SimulationStall(RuntimeError):
     """The system stopped making progress (an agent waits for an answer that never comes)."""
+
+
+class _Agent:
+    """An agent's coroutine, the cycle its wait ends (None: waiting for an answer or
+    queued), and whether it still runs."""
+    __slots__ = ("coroutine", "wake", "alive")
+
+    def __init__(self, coroutine):
+        self.coroutine, self.wake, self.alive = coroutine, None, True
 
 
 class _Op:
@@ -115,8 +124,7 @@ class Engine:
         self.expected.pop(fn, None)
         self.work[fn] = 0
 
-    def step(self, tb, cycle, owner_valid, owner, deliveries):
-        p = self.p
+    def step(self, tb, owner_valid, owner, deliveries):
         for event in deliveries:
             self.work[event[0]] += self.work_per_doorbell
         if tb.get("engine_stop"):
@@ -225,7 +233,7 @@ class System:
         self.engine = Engine(params, drain=drain, work_per_doorbell=work_per_doorbell,
                              check_words=check_words, seed=seed + 7)
         self.monitor = Monitor()
-        self.agents = []          # [coroutine, waiting-until cycle or None, op answer]
+        self.agents = []          # _Agent
         self._queue = deque()     # (agent, op) host requests in the order made
         self._inflight = {}       # tag -> (agent, op, issue cycle)
         self._free_tags = deque(range(256))
@@ -244,10 +252,8 @@ class System:
     # --- what agents await ----------------------------------------------------------
     def config(self, fn, dword, *, write=False, data=0, be=0xF):
         """Configuration request to function ``fn`` (by its Routing ID); -> (status, data)."""
-        rid = self.pf_rid if fn == 0 else \
-            self.pf_rid + self.p.first_vf_offset + (fn - 1) * self.p.vf_stride
-        return _Op("req", kind=HostKind.CONFIG, fn=0, rid=rid, addr=dword * 4, write=write,
-                   data=data, be=be)
+        return _Op("req", kind=HostKind.CONFIG, fn=0, rid=rid_of(self.p, fn, self.pf_rid),
+                   addr=dword * 4, write=write, data=data, be=be)
 
     def mem(self, requester, address, *, write=False, data=0, be=0xF):
         """32-bit memory request by function ``requester``'s driver; -> (status, data)."""
@@ -274,21 +280,22 @@ class System:
 
     # --- agents -------------------------------------------------------------------------
     def spawn(self, coroutine):
-        agent = [coroutine, None, None, True]
+        """Start an agent; it runs until its first await."""
+        agent = _Agent(coroutine)
         self.agents.append(agent)
         self._resume(agent, None)
         return agent
 
     def _resume(self, agent, value):
         try:
-            op = agent[0].send(value)
+            op = agent.coroutine.send(value)
         except StopIteration:
-            agent[3] = False
+            agent.alive = False
             return
         if op.kind == "wait":
-            agent[1] = self.cycle + op.fields["cycles"]
+            agent.wake = self.cycle + op.fields["cycles"]
         else:
-            agent[1] = None
+            agent.wake = None
             self._queue.append((agent, op))
 
     # --- the loop -----------------------------------------------------------------------
@@ -296,7 +303,7 @@ class System:
         """Run until every agent has finished; raise if that takes more than ``limit``.
         ``progress(cycle)`` is called every 1000 cycles."""
         tb = self.tb
-        while any(a[3] for a in self.agents):
+        while any(a.alive for a in self.agents):
             if progress and self.cycle % 1000 == 0:
                 progress(self.cycle)
             if self.cycle >= limit:
@@ -310,8 +317,8 @@ class System:
                                            self.cycle - issued))
                 self._resume(agent, (Status(resp.status), int(resp.data)))
             for agent in self.agents:
-                if agent[3] and agent[1] is not None and agent[1] <= self.cycle:
-                    agent[1] = None
+                if agent.alive and agent.wake is not None and agent.wake <= self.cycle:
+                    agent.wake = None
                     self._resume(agent, None)
             self._step_models()
             # One request per cycle: it is accepted at the next edge if ready is high now.
@@ -359,7 +366,7 @@ class System:
         owner_valid, owner = bool(tb.get("owner_valid")), int(tb.get("owner"))
         seq = SeqState(tb.get("seq_state"))
         self.monitor.step(self.cycle, owner_valid, owner, seq)
-        self.engine.step(tb, self.cycle, owner_valid, owner, delivered)
+        self.engine.step(tb, owner_valid, owner, delivered)
 
     def undelivered(self, fns):
         """(fn, index) whose last ring has not reached the CP, for functions ``fns``."""
@@ -372,8 +379,3 @@ class System:
                 self.rung[key].clear()
         self.engine.forget(fn)
 
-
-def bar_layout(params):
-    """{index: size} of the PF's and the per-VF BARs, for address arithmetic."""
-    pf, vf = bar_specs(params)
-    return {"pf": {b.index: b.size for b in pf}, "vf": {b.index: b.size for b in vf}}

@@ -2,9 +2,8 @@
 (the hypervisor, sometimes speaking for a VF's driver) on sim/system.py."""
 
 from rtl.gpu import HostKind
-from rtl.interfaces import Status
 from rtl.params import MiB
-from rtl.world_switch import IovCommand, IovStatus, SeqState, fcn_id
+from rtl.world_switch import IovCommand, IovStatus, fcn_id
 
 from sim.host import ConfigDriver, enumerate_device
 from sim.system import System
