@@ -139,9 +139,10 @@ class SriovGpu(wiring.Component):
     doorbell offsets) answer as those blocks do and are counted there.
 
     Latency (FB memory latency L, nothing queued): a request presented and accepted in cycle
-    t is answered in cycle t + 2 (route, dispatch; the answer is a register output) if it is
-    a configuration, register or doorbell request, or a refused or written FB access; an FB
-    read in cycle t + 6 + L (the partition check, the queue, the memory). At most
+    t is answered in cycle t + 3 (route, dispatch, the block; the answer is a register
+    output) if it is a configuration, register or doorbell request, or a refused or written
+    FB access; an FB read in cycle t + 7 + L (the partition check, the queue, the memory).
+    At most
     :data:`HOST_CREDITS` requests are outstanding; ``req.ready`` also drops for one cycle
     after a configuration write (the capability mirror below may act on it).
 
@@ -169,7 +170,7 @@ class SriovGpu(wiring.Component):
     owner, owner_valid, seq_state : monitors (who owns the GPU, what the world switch does)
     """
 
-    #: Answers take 2 cycles, FB reads 6 + L, world switches their phases: see above.
+    #: Answers take 3 cycles, FB reads 7 + L, world switches their phases: see above.
     LATENCY = None
 
     def __init__(self, params):
@@ -328,8 +329,10 @@ class SriovGpu(wiring.Component):
         db_w = db.writes[0]
         m.d.comb += [db.write_valid.eq(b_valid & (dest == _Dest.DOORBELL)),
                      db_w.fn.eq(rm.fn), db_w.offset.eq(rm.offset[2:]), db_w.value.eq(b.data)]
+        # Registered: the partition's table lookup must start at a flop, not behind the
+        # dispatch decode (that path set the clock); every answer waits a cycle to match.
         fa = fbp.access.payload
-        m.d.comb += [fbp.access.valid.eq(b_valid & (dest == _Dest.FB)),
+        m.d.sync += [fbp.access.valid.eq(b_valid & (dest == _Dest.FB)),
                      fa.fn.eq(rm.fn), fa.origin.eq(FbOrigin.HOST), fa.write.eq(b.write),
                      fa.addr.eq(rm.offset), fa.tag.eq(b.tag)]
         for n in range(1, p.num_fns):
@@ -339,35 +342,41 @@ class SriovGpu(wiring.Component):
         # --- The capability mirror: FB slices and the CSA from GPU-IOV writes ----------------
         self._mirror(m, b, b_valid, rc, dword, mirror_req, mirror_busy)
 
-        # --- Stage C: the answer -----------------------------------------------------------
+        # --- Stage C: the blocks answer; stage D: the host port does --------------------
         c_valid, c_dest, c_tag = Signal(), Signal(_Dest), Signal(8)
         c_status, c_data, c_be = Signal(Status), Signal(32), Signal(4)
         m.d.sync += [c_valid.eq(b_valid), c_dest.eq(dest), c_tag.eq(b.tag),
                      c_status.eq(local_status), c_data.eq(b.data), c_be.eq(b.be)]
-        answer = Signal(host_response_layout())
-        answer_valid = Signal()
-        fb_res = fbp.result.payload
+        answer_c = Signal(host_response_layout())
         with m.Switch(c_dest):
             for d, bus in reg_buses.items():
                 with m.Case(d):
-                    m.d.comb += [answer.data.eq(bus.resp.payload.data),
-                                 answer.status.eq(bus.resp.payload.status)]
+                    m.d.comb += [answer_c.data.eq(bus.resp.payload.data),
+                                 answer_c.status.eq(bus.resp.payload.status)]
             with m.Case(_Dest.DOORBELL):
-                m.d.comb += answer.status.eq(Mux(db.ur[0], Status.UR, Status.OK))
-            with m.Case(_Dest.FB):
-                m.d.comb += answer.status.eq(fb_res.status)
+                m.d.comb += answer_c.status.eq(Mux(db.ur[0], Status.UR, Status.OK))
             with m.Case(_Dest.LOCAL):
-                m.d.comb += answer.status.eq(c_status)
-        m.d.comb += [answer.tag.eq(c_tag),
+                m.d.comb += answer_c.status.eq(c_status)
+        m.d.comb += answer_c.tag.eq(c_tag)
+        d_valid, d_dest, d_data, d_be = Signal(), Signal(_Dest), Signal(32), Signal(4)
+        answer_d = Signal(host_response_layout())
+        m.d.sync += [d_valid.eq(c_valid), d_dest.eq(c_dest), d_data.eq(c_data), d_be.eq(c_be),
+                     answer_d.eq(answer_c)]
+        fb_res = fbp.result.payload
+        is_fb = d_dest == _Dest.FB
+        fb_ok = is_fb & (fb_res.status == Status.OK)
+        answer = Signal(host_response_layout())
+        answer_valid = Signal()
+        m.d.comb += [answer.eq(answer_d),
                      # An FB read that passed the check answers when its data returns.
-                     answer_valid.eq(c_valid & ~((c_dest == _Dest.FB) &
-                                                 (fb_res.status == Status.OK) & ~fb_res.write))]
+                     answer_valid.eq(d_valid & ~(fb_ok & ~fb_res.write))]
+        with m.If(is_fb):
+            m.d.comb += [answer.data.eq(0), answer.status.eq(fb_res.status)]
         _saturating_counter(m, p, regs.f("HOST_UR", "COUNT"), regs.written("HOST_UR"),
                             resp.valid & (resp.payload.status == Status.UR), "host_ur")
 
         # --- FB: host accesses queue behind the context movers on the one memory port ------
-        cpl = self._fb_port(m, fbp, c_valid & (c_dest == _Dest.FB) &
-                            (fb_res.status == Status.OK), c_data, c_be)
+        cpl = self._fb_port(m, fbp, d_valid & fb_ok, d_data, d_be)
         # Fixed-latency answers go first; FB read data waits in its queue for a free cycle.
         m.d.comb += cpl.r_en.eq(~answer_valid)
         with m.If(answer_valid):
@@ -433,8 +442,10 @@ class SriovGpu(wiring.Component):
                      fb.req.payload.eq(Mux(pick == 2, payloads[2],
                                            Mux(pick[0], payloads[1], payloads[0])))]
         taken = fb.req.valid & fb.req.ready
+        # A mover's ready leaves its own valid out (it completes the handshake itself).
+        room = fb.req.ready & (chosen_write | src_q.w_rdy)
         for k, mv in enumerate(movers):
-            m.d.comb += mv.req.ready.eq(taken & (pick == k))
+            m.d.comb += mv.req.ready.eq(room & (pick == k))
         m.d.comb += host_q.r_en.eq(taken & (pick == 2))
         m.d.comb += [src_q.w_en.eq(taken & ~chosen_write), src_q.w_data.eq(pick),
                      rd_q.w_en.eq(taken & (pick == 2) & ~entry.write),

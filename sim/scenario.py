@@ -242,6 +242,7 @@ class _Hypervisor:
         self.cur = None
         self.flrs = sorted(sc.flr)
         self.commands = []        # (command, fn, nxt, status, cycles from write to done)
+        self.guests = []          # the guests' agents: it serves them until they are done
 
     async def command(self, command, fn=0, nxt=0):
         start = self.sys.cycle
@@ -326,7 +327,7 @@ class _Hypervisor:
 
     def finished(self):
         sys, sc = self.sys, self.sc
-        if sys.cycle < sc.run_cycles:
+        if sys.cycle < sc.run_cycles or not all(g.done for g in self.guests):
             return False
         return not sys.undelivered(self.active) or sys.cycle >= sc.run_cycles + sc.drain_limit
 
@@ -383,6 +384,7 @@ class _Guest:
         self.errors = []
         self.shadow = {}          # FB offset -> value this VM wrote there
         self.value = 0
+        self.done = False
 
     def _gap(self, every):
         return self.rng.randint(1, 2 * every - 1) if every > 1 else 1
@@ -483,6 +485,7 @@ class _Guest:
             due[k] = sys.cycle + self._gap(every)
         self.out["tally"] = self.tally
         self.out["errors"] = self.errors
+        self.done = True
 
 
 # --- running --------------------------------------------------------------------------
@@ -497,7 +500,9 @@ async def run_body(tb, params, scenario, progress=None):
     system.spawn(hv())
     for vf in hv.active:
         out["guests"][vf] = {}
-        system.spawn(_Guest(system, sc, vf, out["guests"][vf], out["hv"])())
+        guest = _Guest(system, sc, vf, out["guests"][vf], out["hv"])
+        hv.guests.append(guest)
+        system.spawn(guest())
     limit = sc.run_cycles + sc.drain_limit + 200_000
     cycles = await system.run(limit, progress)
     mon = system.monitor

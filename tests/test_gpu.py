@@ -69,10 +69,11 @@ def test_pf_interrupts_follow_a_vf_mailbox_message_and_an_fb_violation(amaranth_
     assert amaranth_run["irq_fb_violation"] == 1
 
 
-def test_answers_come_two_cycles_after_the_request_and_fb_reads_after_the_memory(amaranth_run):
+def test_answers_come_three_cycles_after_the_request_and_fb_reads_after_the_memory(
+        amaranth_run):
     latency = PARAMS.mem_latency
-    assert amaranth_run["answer_cycles"] == [["CONFIG", False, 2], ["CONFIG", True, 2],
-                                             ["MEMORY", False, 2], ["MEMORY", False, 6 + latency]]
+    assert amaranth_run["answer_cycles"] == [["CONFIG", False, 3], ["CONFIG", True, 3],
+                                             ["MEMORY", False, 3], ["MEMORY", False, 7 + latency]]
 
 
 def test_only_the_owner_s_doorbells_reach_the_command_processor(amaranth_run):
