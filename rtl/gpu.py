@@ -315,22 +315,22 @@ class SriovGpu(wiring.Component):
                                  name=f"mirror_{d.name.lower()}_addr"),
                           Signal(32, name=f"mirror_{d.name.lower()}_data"))
                       for d in (_Dest.FB_REGS, _Dest.WS_REGS)}
+        # Every block takes its request from a flop: the dispatch decode in front of a
+        # block's own decode (the partition's table lookup, a register file's) set the clock.
         for d, bus in reg_buses.items():
             pl = bus.req.payload
             fn = rc.fn if d == _Dest.CONFIG else rm.fn
             addr = dword if d == _Dest.CONFIG else reg_addr
-            m.d.comb += [bus.req.valid.eq(b_valid & (dest == d)), pl.fn.eq(fn), pl.addr.eq(addr),
+            m.d.sync += [bus.req.valid.eq(b_valid & (dest == d)), pl.fn.eq(fn), pl.addr.eq(addr),
                          pl.write.eq(b.write), pl.data.eq(b.data), pl.be.eq(b.be)]
             if d in mirror_req:
                 valid, maddr, mdata = mirror_req[d]
                 with m.If(valid):
-                    m.d.comb += [bus.req.valid.eq(1), pl.fn.eq(0), pl.addr.eq(maddr),
+                    m.d.sync += [bus.req.valid.eq(1), pl.fn.eq(0), pl.addr.eq(maddr),
                                  pl.write.eq(1), pl.data.eq(mdata), pl.be.eq(0xF)]
         db_w = db.writes[0]
-        m.d.comb += [db.write_valid.eq(b_valid & (dest == _Dest.DOORBELL)),
+        m.d.sync += [db.write_valid.eq(b_valid & (dest == _Dest.DOORBELL)),
                      db_w.fn.eq(rm.fn), db_w.offset.eq(rm.offset[2:]), db_w.value.eq(b.data)]
-        # Registered: the partition's table lookup must start at a flop, not behind the
-        # dispatch decode (that path set the clock); every answer waits a cycle to match.
         fa = fbp.access.payload
         m.d.sync += [fbp.access.valid.eq(b_valid & (dest == _Dest.FB)),
                      fa.fn.eq(rm.fn), fa.origin.eq(FbOrigin.HOST), fa.write.eq(b.write),
@@ -342,36 +342,33 @@ class SriovGpu(wiring.Component):
         # --- The capability mirror: FB slices and the CSA from GPU-IOV writes ----------------
         self._mirror(m, b, b_valid, rc, dword, mirror_req, mirror_busy)
 
-        # --- Stage C: the blocks answer; stage D: the host port does --------------------
+        # --- Stage C: the blocks work; stage D: their answers are the host port's --------
         c_valid, c_dest, c_tag = Signal(), Signal(_Dest), Signal(8)
         c_status, c_data, c_be = Signal(Status), Signal(32), Signal(4)
         m.d.sync += [c_valid.eq(b_valid), c_dest.eq(dest), c_tag.eq(b.tag),
                      c_status.eq(local_status), c_data.eq(b.data), c_be.eq(b.be)]
-        answer_c = Signal(host_response_layout())
-        with m.Switch(c_dest):
+        d_valid, d_dest, d_tag = Signal(), Signal(_Dest), Signal(8)
+        d_status, d_data, d_be = Signal(Status), Signal(32), Signal(4)
+        m.d.sync += [d_valid.eq(c_valid), d_dest.eq(c_dest), d_tag.eq(c_tag),
+                     d_status.eq(c_status), d_data.eq(c_data), d_be.eq(c_be)]
+        answer = Signal(host_response_layout())
+        fb_res = fbp.result.payload
+        with m.Switch(d_dest):
             for d, bus in reg_buses.items():
                 with m.Case(d):
-                    m.d.comb += [answer_c.data.eq(bus.resp.payload.data),
-                                 answer_c.status.eq(bus.resp.payload.status)]
+                    m.d.comb += [answer.data.eq(bus.resp.payload.data),
+                                 answer.status.eq(bus.resp.payload.status)]
             with m.Case(_Dest.DOORBELL):
-                m.d.comb += answer_c.status.eq(Mux(db.ur[0], Status.UR, Status.OK))
+                m.d.comb += answer.status.eq(Mux(db.ur[0], Status.UR, Status.OK))
+            with m.Case(_Dest.FB):
+                m.d.comb += answer.status.eq(fb_res.status)
             with m.Case(_Dest.LOCAL):
-                m.d.comb += answer_c.status.eq(c_status)
-        m.d.comb += answer_c.tag.eq(c_tag)
-        d_valid, d_dest, d_data, d_be = Signal(), Signal(_Dest), Signal(32), Signal(4)
-        answer_d = Signal(host_response_layout())
-        m.d.sync += [d_valid.eq(c_valid), d_dest.eq(c_dest), d_data.eq(c_data), d_be.eq(c_be),
-                     answer_d.eq(answer_c)]
-        fb_res = fbp.result.payload
-        is_fb = d_dest == _Dest.FB
-        fb_ok = is_fb & (fb_res.status == Status.OK)
-        answer = Signal(host_response_layout())
+                m.d.comb += answer.status.eq(d_status)
+        fb_ok = (d_dest == _Dest.FB) & (fb_res.status == Status.OK)
         answer_valid = Signal()
-        m.d.comb += [answer.eq(answer_d),
+        m.d.comb += [answer.tag.eq(d_tag),
                      # An FB read that passed the check answers when its data returns.
                      answer_valid.eq(d_valid & ~(fb_ok & ~fb_res.write))]
-        with m.If(is_fb):
-            m.d.comb += [answer.data.eq(0), answer.status.eq(fb_res.status)]
         _saturating_counter(m, p, regs.f("HOST_UR", "COUNT"), regs.written("HOST_UR"),
                             resp.valid & (resp.payload.status == Status.UR), "host_ur")
 
