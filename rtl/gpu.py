@@ -416,17 +416,17 @@ class SriovGpu(wiring.Component):
         # who asks: a mover's ready must not wait on its own valid through this arbiter
         # (that loop set the clock). The movers own the port in their phases, alternating
         # cycle by cycle in an overlapped one; host FB accesses have it the rest of the time.
+        # Registered, a cycle behind the step: a mover starts in its phase's second cycle
+        # and has finished when the phase ends, so the grant is never late for it.
         seq = iov.seq_state
-        alternate = Signal()                        # 0 in an overlapped phase's first cycle
-        m.d.sync += alternate.eq((seq == SeqState.OVERLAP) & ~alternate)
-        pick = Signal(2)                            # 0 / 1 a mover, 2 the host
+        pick = Signal(2, init=2)                    # 0 / 1 a mover, 2 the host
         with m.Switch(seq):
             with m.Case(SeqState.SAVE, SeqState.LOAD, SeqState.INIT):
-                m.d.comb += pick.eq(0)
+                m.d.sync += pick.eq(0)
             with m.Case(SeqState.OVERLAP):
-                m.d.comb += pick.eq(alternate)
+                m.d.sync += pick.eq(Mux(pick == 0, 1, 0))
             with m.Default():
-                m.d.comb += pick.eq(2)
+                m.d.sync += pick.eq(2)
         asking = Mux(pick == 2, host_q.r_rdy, Mux(pick[0], movers[1].req.valid,
                                                   movers[0].req.valid))
         payloads = [mv.req.payload.as_value() for mv in movers] + [host_req.as_value()]
@@ -439,10 +439,11 @@ class SriovGpu(wiring.Component):
                      fb.req.payload.eq(Mux(pick == 2, payloads[2],
                                            Mux(pick[0], payloads[1], payloads[0])))]
         taken = fb.req.valid & fb.req.ready
-        # A mover's ready leaves its own valid out (it completes the handshake itself).
-        room = fb.req.ready & (chosen_write | src_q.w_rdy)
+        # A mover's ready leaves its own valid out (it completes the handshake itself) and
+        # looks at its own request only.
         for k, mv in enumerate(movers):
-            m.d.comb += mv.req.ready.eq(room & (pick == k))
+            m.d.comb += mv.req.ready.eq(fb.req.ready & (pick == k) &
+                                        (mv.req.payload.write | src_q.w_rdy))
         m.d.comb += host_q.r_en.eq(taken & (pick == 2))
         m.d.comb += [src_q.w_en.eq(taken & ~chosen_write), src_q.w_data.eq(pick),
                      rd_q.w_en.eq(taken & (pick == 2) & ~entry.write),

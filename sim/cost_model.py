@@ -29,7 +29,7 @@ max(SAVE, LOAD) phases; then the shadow's shared registers are replayed to the l
 one beat a cycle (S = ceil(shared_regs * 32 / W) beats), and RUN: RUN phase = S + 1.
 
 On the whole GPU (rtl/gpu.py) both context movers share one FB port, alternating: the
-overlapped phase moves 2B beats through it and lasts 2B + L + 3 when more reads may be in
+overlapped phase moves 2B beats through it and lasts 2B + L + 2 when more reads may be in
 flight than L (measured exact; with fewer the window adds stalls the formula does not
 count, and :func:`one_port_overlapped_phase_cycles` returns None for that phase).
 """
@@ -96,7 +96,7 @@ def one_port_overlapped_phase_cycles(params, drain):
     idle, the overlapped save + load, run (with the shared-register replay), and the whole
     switch; overlap and the whole are None when the read window binds (O <= L)."""
     beats, latency = params.ctx_beats, params.mem_latency
-    overlap = 2 * beats + latency + 3 if params.mem_outstanding > latency else None
+    overlap = 2 * beats + latency + 2 if params.mem_outstanding > latency else None
     phases = {"idle": drain + 1, "overlap": overlap, "run": params.shared_beats + 1}
     phases["switch"] = None if overlap is None else sum(phases.values())
     return phases

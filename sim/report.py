@@ -46,7 +46,7 @@ def summarize(raw):
         model = {"idle": one_port["idle"], "overlap": one_port["overlap"],
                  "run": one_port["run"], "switch (hardware)": one_port["switch"]}
         model = {k: ("" if v is None else v) for k, v in model.items()}
-        model_note = ("the save and the load share the one FB port: 2B + L + 3; with a "
+        model_note = ("the save and the load share the one FB port: 2B + L + 2; with a "
                       "second port (the world-switch block alone) it would be "
                       f"{cost_model.overlapped_switch_cycles(params, sc.engine_drain)}")
     else:

@@ -107,7 +107,7 @@ def test_hardware_scheduler_modes_run_clean_at_their_cost(mode):
     hw = s["phases"]["switch (hardware)"]
     serial = cost_model.switch_cycles(params, SMALL.engine_drain)
     if mode == "overlapped":
-        # One FB port: the save and the load share it (2B + L + 3), so overlap saves little.
+        # One FB port: the save and the load share it (2B + L + 2), so overlap saves little.
         one_port = cost_model.one_port_overlapped_phase_cycles(params, SMALL.engine_drain)
         for phase in ("idle", "overlap", "run"):
             assert s["phases"][phase]["min"] == s["phases"][phase]["max"] == one_port[phase]
