@@ -68,11 +68,9 @@ def summarize(raw):
     violations = {}
     for kind in VIOLATION_KINDS:
         made = sum(g["tally"][kind] for g in raw["guests"].values())
-        counted = sum(counters[COUNTER_OF[kind]].values())
-        violations[kind] = {"made": made, "counted": counted,
-                            "per_vf": {vf: counters[COUNTER_OF[kind]].get(vf, 0)
-                                       for vf in counters[COUNTER_OF[kind]]
-                                       if counters[COUNTER_OF[kind]].get(vf)}}
+        counts = counters[COUNTER_OF[kind]]
+        violations[kind] = {"made": made, "counted": sum(counts.values()),
+                            "per_vf": {vf: n for vf, n in counts.items() if n}}
     init = {vf: g["init_access"]["ready"] - g["init_access"]["requested"]
             for vf, g in raw["guests"].items() if "init_access" in g}
     errors = [e for g in raw["guests"].values() for e in g.get("errors", [])]
