@@ -95,6 +95,10 @@ class DoorbellArbiter(wiring.Component):
         self.out_index = Signal(idx_bits)
         self.stage2_fn = Signal(p.num_fns)     # one-hot: the function stage 2 works on
         self.rr_last = Signal(p.num_fns, init=1)   # one-hot: the function chosen last
+        #: The value of every (fn, doorbell), at ``fn * doorbells_per_fn + doorbell``. Made
+        #: here rather than in ``elaborate`` so that the formal harness can add a read port.
+        self.values = Memory(shape=p.doorbell_value_width,
+                             depth=p.num_fns * p.doorbells_per_fn, init=[])
         super().__init__({
             "writes": In(data.ArrayLayout(doorbell_write_layout(p), p.doorbell_ports)),
             "write_valid": In(p.doorbell_ports),
@@ -133,14 +137,13 @@ class DoorbellArbiter(wiring.Component):
 
         # --- The pending table: a valid bit per doorbell, values in memory ---------------
         pending = self.pending
-        m.submodules.values = mem = Memory(shape=p.doorbell_value_width, depth=n * d, init=[])
+        m.submodules.values = mem = self.values
         wports = [mem.write_port() for _ in range(p.doorbell_ports)]
         rd = mem.read_port(transparent_for=())   # a same-cycle write is seen next time
-        for k, (ok, fn, index, value) in enumerate(accepted):
-            # A later port writing the same doorbell this cycle wins.
-            later = [accepted[j][0] & (accepted[j][1] == fn) & (accepted[j][2] == index)
-                     for j in range(k + 1, p.doorbell_ports)]
-            m.d.comb += [wports[k].en.eq(ok & ~Cat(*later).any() if later else ok),
+        kept = []           # per port: its write is the one this cycle stores
+        for k, (_, fn, index, value) in enumerate(accepted):
+            kept.append(Signal(name=f"kept_{k}"))
+            m.d.comb += [kept[k].eq(self._kept(accepted, k)), wports[k].en.eq(kept[k]),
                          wports[k].addr.eq(fn * d + index), wports[k].data.eq(value)]
 
         # --- Two pipeline stages, so that neither search is behind the other in one cycle:
@@ -229,12 +232,53 @@ class DoorbellArbiter(wiring.Component):
         nxt = Signal(n * d)
         for e in range(n * d):
             f, index = divmod(e, d)
-            written = Cat(*[ok & (wf == f) & (i == index) for ok, wf, i, _ in accepted]).any()
+            written = Cat(*[kept[k] & (wf == f) & (i == index)
+                            for k, (_, wf, i, _) in enumerate(accepted)]).any()
             picked = advance & sel[f] & (picks[f] == index)
             returned = withdrawn & (out_fn == f) & (out_index == index) & ~flr[f] & ~self.flr[f]
             m.d.comb += nxt[e].eq(Mux(self.flr[f], 0,
-                                      written | returned | (pending[e] & ~picked)))
+                                      self._next_pending(pending[e], written, picked, returned)))
         m.d.sync += pending.eq(nxt)
         m.d.comb += self.has_work.eq(Cat(*[pending[f * d:(f + 1) * d].any()
                                            for f in range(n)]))
         return m
+
+    # The two rules below are methods so that tests/formal/doorbell_mutants.py can break each
+    # one alone and show that the proof notices.
+
+    @staticmethod
+    def _kept(accepted, k):
+        """Whether port ``k``'s accepted write is stored: yes unless a later port writes
+        the same doorbell in the same cycle (the later port wins).
+
+        Parameters
+        ----------
+        accepted : list of (ok, fn, index, value)
+            Every port's decoded write, in port order.
+        k : int
+            The port.
+        """
+        ok, fn, index, _ = accepted[k]
+        later = [later_ok & (later_fn == fn) & (later_index == index)
+                 for later_ok, later_fn, later_index, _ in accepted[k + 1:]]
+        return ok & ~Cat(*later).any() if later else ok
+
+    @staticmethod
+    def _next_pending(held, written, picked, returned):
+        """A doorbell's pending bit for the next cycle, FLR aside.
+
+        A ring in the cycle the doorbell's old value is picked keeps it pending: the read
+        port returns the old value (it is not transparent), so the new one is still to send.
+
+        Parameters
+        ----------
+        held : Value
+            Pending now.
+        written : Value
+            Rung this cycle.
+        picked : Value
+            Moved to the CP port register this cycle.
+        returned : Value
+            Its offer was withdrawn this cycle and goes back to pending.
+        """
+        return written | returned | (held & ~picked)

@@ -10,6 +10,8 @@ from sim.bench_doorbell import first_wait_bound, wait_bound
 from sim.formal import prove
 from sim.toolchain import BUILD_DIR
 
+from .formal.doorbell_mutants import (EarlierPortWins, OneWritePerFunction,
+                                      RingLostWhenPicked)
 from .formal.doorbell_no_loss import DoorbellNoLossHarness
 
 BENCH = "tests.benches.doorbell:"
@@ -106,10 +108,42 @@ def test_cocotb_busy_vfs_share_the_cp_within_the_bound(simulator):
     assert max(result["worst_first"].values()) <= first_wait_bound(weights[1:])
 
 
+#: The proofs' shape: 2 ports, so that two writes of one function can land in one cycle.
+PROOF_SHAPE = GpuParams(num_vfs=2, doorbells_per_fn=2, doorbell_ports=2, doorbell_value_width=8)
+#: Enough for the real design's k-induction and for each planted bug's shortest
+#: counterexample (the ring lost at the pick needs reset, ring, stage 1, stage 2, check).
+PROOF_DEPTH = 5
+
+
+def prove_doorbells(arbiter=DoorbellArbiter):
+    harness = DoorbellNoLossHarness(PROOF_SHAPE, arbiter)
+    return prove(harness, BUILD_DIR / "formal" / f"doorbell_{arbiter.__name__}",
+                 depth=PROOF_DEPTH)
+
+
 @pytest.mark.formal
-def test_a_pending_doorbell_is_never_lost():
-    params = GpuParams(num_vfs=2, doorbells_per_fn=2, doorbell_ports=2, doorbell_value_width=8)
-    result = prove(DoorbellNoLossHarness(params), BUILD_DIR / "formal" / "doorbell_no_loss",
-                   depth=4)
+def test_newest_value_of_every_doorbell_reaches_the_cp_in_order_unless_reset():
+    result = prove_doorbells()
     assert result, result.log[-4000:]
     assert "successful proof by k-induction" in result.log
+
+
+def assert_caught(result):
+    """A planted bug must give a counterexample (a failed base case), not merely leave the
+    induction open."""
+    assert not result and "DONE (FAIL" in result.log, result.log[-4000:]
+
+
+@pytest.mark.formal
+def test_proof_catches_a_ring_lost_in_the_cycle_its_old_value_is_picked():
+    assert_caught(prove_doorbells(RingLostWhenPicked))
+
+
+@pytest.mark.formal
+def test_proof_catches_one_of_two_same_cycle_writes_of_a_function_going_unrecorded():
+    assert_caught(prove_doorbells(OneWritePerFunction))
+
+
+@pytest.mark.formal
+def test_proof_catches_the_earlier_port_winning_two_same_cycle_writes_of_a_doorbell():
+    assert_caught(prove_doorbells(EarlierPortWins))
