@@ -11,6 +11,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .interfaces import RegBusSignature, Status, ValidSignature
+from .params import size_text
 from .regmap import Access, Field, Register, RegisterFile, RegisterMap
 
 __all__ = ["ConfigSpace", "pf_config_map", "vf_config_map", "BarSpec", "bar_specs", "BAR_INDICES",
@@ -138,6 +139,7 @@ def pf_config_map(params):
     regs = _header_and_pcie(params, vendor=params.vendor_id, device=params.device_id,
                             cmd_fields=cmd, bars=pf_bars, vf=False)
     vsec_len = 0x2C + 4 * params.num_vfs
+    unit = size_text(params.iov_fb_unit)
     regs += [
         R("SRIOV_HDR", s, (Field("ID", 0, 16, RO, "SR-IOV", reset=0x0010),
                            Field("VERSION", 16, 4, RO, "", reset=1),
@@ -177,30 +179,38 @@ def pf_config_map(params):
                              Field("LENGTH", 20, 12, RO, "bytes", reset=vsec_len)),
           "VSEC header"),
         R("GPUIOV_CMD", v + 3, (Field("COMMAND", 0, 4, RW, "IDLE_GPU 1 .. LOAD_RLCV_STATE 9"),
-                                Field("EXECUTE", 4, 1, RC, "write 1: run COMMAND; clears when done"),
+                                Field("EXECUTE", 4, 1, RC, "write 1: run COMMAND, FCN_ID, "
+                                      "NXT_FCN_ID as the register holds them after the write; "
+                                      "clears when done"),
                                 Field("IRQ_EN", 5, 1, RW, "interrupt when a command ends"),
                                 Field("FCN_ID", 8, 8, RW, "PF 0x00, VF x 0x80 | x"),
                                 Field("NXT_FCN_ID", 16, 8, RW, "for CONTEXT_SWITCH")),
-          "CMD_CONTROL, FCN_ID, NXT_FCN_ID"),
+          "CMD_CONTROL, FCN_ID, NXT_FCN_ID; read-only while EXECUTE is 1 (writes refused, "
+          "counted by the world switch): it shows the command that runs"),
         R("GPUIOV_STATUS", v + 4, (Field("CMD_STATUS", 0, 8, RC, "COMMAND_DONE 0x00, IDLING 0x11, ..."),),
           "CMD_STATUS"),
         R("GPUIOV_RESET", v + 5, (Field("RESET_CONTROL", 0, 8, RW, ""),), "RESET_CONTROL"),
         R("GPUIOV_RESET_NOTE", v + 6, (Field("VALUE", 0, 32, RW, ""),), "RESET_NOTIFICATION"),
         R("GPUIOV_VM_INIT", v + 7, (Field("VALUE", 0, 32, RW, ""),), "VM_INIT_STATUS"),
-        R("GPUIOV_CNTXT", v + 8, (Field("SIZE", 0, 7, RW, "context save area size"),
-                                  Field("LOC", 7, 1, RW, "0 FB, 1 system memory"),
-                                  Field("OFFSET", 10, 22, RW, "context save area offset")),
-          "CNTXT"),
-        R("GPUIOV_FB", v + 9, (Field("TOTAL_FB_AVAILABLE", 0, 16, RO, "16 MiB units",
-                                     reset=params.fb_size >> 24),
-                               Field("TOTAL_FB_CONSUMED", 16, 16, RC, "16 MiB units, VFs 1..NumVFs")),
+        R("GPUIOV_CNTXT", v + 8, (Field("SIZE", 0, 7, RW, f"context save area size, {unit} "
+                                        "units (0: none)"),
+                                  Field("LOC", 7, 1, RW, "0 FB, 1 system memory (not modelled: "
+                                        "no FB CSA)"),
+                                  Field("OFFSET", 10, 22, RW, f"context save area offset, {unit} "
+                                        "units")),
+          "CNTXT; read-only while a context is valid or a command runs"),
+        R("GPUIOV_FB", v + 9, (Field("TOTAL_FB_AVAILABLE", 0, 16, RO, f"{unit} units",
+                                     reset=params.fb_size // params.iov_fb_unit),
+                               Field("TOTAL_FB_CONSUMED", 16, 16, RO, f"{unit} units of "
+                                     "active VF slices")),
           "TOTAL_FB_AVAILABLE, TOTAL_FB_CONSUMED"),
         R("GPUIOV_OFFSETS", v + 10, (Field("AUTO_SCH_OFFSET", 16, 8, RO, ""),
                                      Field("DISP_OFFSET", 24, 8, RO, "")),
           "AUTO_SCH_OFFSET, DISP_OFFSET"),
-        R("VF_FB", v + 11, (Field("SIZE", 0, 16, RW, "16 MiB units, stored as size - 1"),
-                            Field("OFFSET", 16, 16, RW, "16 MiB units")),
-          "VFn_FB_SIZE and VFn_FB_OFFSET, n = 0 for the first VF", count=params.num_vfs),
+        R("VF_FB", v + 11, (Field("SIZE", 0, 16, RW, f"{unit} units, stored as size - 1"),
+                            Field("OFFSET", 16, 16, RW, f"{unit} units")),
+          "VFn_FB_SIZE and VFn_FB_OFFSET, n = 0 for the first VF; both 0 (reset): no slice",
+          count=params.num_vfs),
     ]
     return RegisterMap("pf_config", 10, regs)
 
@@ -220,8 +230,21 @@ def iov_command_layout():
     return data.StructLayout({"command": 4, "fcn_id": 8, "nxt_fcn_id": 8})
 
 
+def vf_fb_layout():
+    """VFn_FB_SIZE and VFn_FB_OFFSET as programmed (capability units; size stored - 1)."""
+    return data.StructLayout({"size": 16, "offset": 16})
+
+
+def cntxt_layout():
+    """CNTXT as programmed: the context save area (capability units)."""
+    return data.StructLayout({"size": 7, "loc": 1, "offset": 22})
+
+
 class ConfigSpace(wiring.Component):
     """Configuration requests to the PF and to every VF.
+
+    Every write takes effect field by field, on the bytes it enables (partial writes merge
+    with the register's value, :meth:`~rtl.regmap.RegisterFile.write_view`).
 
     ``cfg.req.payload.fn`` names the *target* function (0 = PF, n = VF n), as the routing of
     a configuration request's Routing ID gives it. The PF answers always; VF n answers only
@@ -247,6 +270,15 @@ class ConfigSpace(wiring.Component):
         A GPU-IOV command, the cycle after the host writes EXECUTE = 1 (ignored while one runs).
     iov_done, iov_status : in
         From the world switch: the command ended (EXECUTE clears); CMD_STATUS.
+    iov_refused : out
+        Pulse: a write to CMD_CONTROL arrived while a command runs and was refused.
+    vf_fb, cntxt : out
+        VFn_FB_SIZE / OFFSET and CNTXT as programmed (the FB layout the PF asks for).
+    csa_locked : in
+        CNTXT is read-only (the world switch holds contexts in the CSA); ``cntxt_refused``
+        pulses for a write refused then (CNTXT is also read-only while EXECUTE is 1).
+    fb_consumed : in
+        TOTAL_FB_CONSUMED: the FB of active VF slices, capability units.
     """
 
     LATENCY = 1
@@ -270,6 +302,12 @@ class ConfigSpace(wiring.Component):
             "iov_cmd": Out(ValidSignature(iov_command_layout())),
             "iov_done": In(1),
             "iov_status": In(8),
+            "iov_refused": Out(1),
+            "vf_fb": Out(data.ArrayLayout(vf_fb_layout(), params.num_vfs)),
+            "cntxt": Out(cntxt_layout()),
+            "csa_locked": In(1),
+            "cntxt_refused": Out(1),
+            "fb_consumed": In(16),
         })
 
     def elaborate(self, platform):
@@ -298,60 +336,75 @@ class ConfigSpace(wiring.Component):
                                            vf.bus.resp.payload.status))),
         ]
 
-        # --- NumVFs and System Page Size: writes the owner judges ------------------------
+        # --- NumVFs and System Page Size: writes the owner judges, on the merged value ---
         m.d.comb += pf.f("SRIOV_NUM_VFS", "NUM_VFS").eq(num_vfs)
-        with m.If(pf.writing("SRIOV_NUM_VFS") & ~vf_enable & pf.w_mask[0:16].all()):
-            with m.If(pf.w_data[0:16] <= p.num_vfs):
-                m.d.sync += num_vfs.eq(pf.w_data[0:16])
+        wrote, value = pf.write_view("SRIOV_NUM_VFS", "NUM_VFS")
+        with m.If(wrote & ~vf_enable & (value <= p.num_vfs)):
+            m.d.sync += num_vfs.eq(value)
         page = Signal(32, init=1)
         m.d.comb += pf.f("SRIOV_SYSTEM_PAGE", "SIZE").eq(page)
-        new_page = pf.w_data
+        wrote, new_page = pf.write_view("SRIOV_SYSTEM_PAGE", "SIZE")
         one_supported = ((new_page & (new_page - 1)) == 0) & \
             ((new_page & SUPPORTED_PAGE_SIZES) == new_page) & (new_page != 0)
-        with m.If(pf.writing("SRIOV_SYSTEM_PAGE") & ~vf_enable & pf.w_mask.all() & one_supported):
+        with m.If(wrote & ~vf_enable & one_supported):
             m.d.sync += page.eq(new_page)
 
         # --- Per-VF bits, FLR -----------------------------------------------------------
+        # Clearing VF Enable removes every VF, as an FLR of each would (SR-IOV: the VFs
+        # cease to exist); the pulse follows the cleared flop by a cycle, like a written FLR.
+        vfe_was = Signal()
+        m.d.sync += vfe_was.eq(vf_enable)
+        vfs_gone = vfe_was & ~vf_enable
         bus_master = Signal(p.num_fns)
         m.d.comb += vf.f("CMD_STATUS", "BUS_MASTER").eq(bus_master.bit_select(req.payload.fn, 1))
-        with m.If(vf.writing("CMD_STATUS") & vf.w_mask[2]):
-            m.d.sync += bus_master.bit_select(req.payload.fn, 1).eq(vf.w_data[2])
+        wrote, value = vf.write_view("CMD_STATUS", "BUS_MASTER")
+        with m.If(wrote):
+            m.d.sync += bus_master.bit_select(req.payload.fn, 1).eq(value)
         flr = Signal(p.num_fns)
         m.d.sync += flr.eq(0)
-        with m.If(pf.writing("DEV_CTL") & pf.w_data[15]):
+        wrote, value = pf.write_view("DEV_CTL", "INITIATE_FLR")
+        with m.If(wrote & value):
             m.d.sync += flr[0].eq(1)
-        with m.If(vf.writing("DEV_CTL") & vf.w_data[15]):
+        wrote, value = vf.write_view("DEV_CTL", "INITIATE_FLR")
+        with m.If(wrote & value):
             m.d.sync += [flr.bit_select(req.payload.fn, 1).eq(1),
                          bus_master.bit_select(req.payload.fn, 1).eq(0)]
+        with m.If(vfs_gone):
+            m.d.sync += [flr[1:].eq(-1), bus_master.eq(0)]
         m.d.comb += self.flr.eq(flr)
 
         # --- GPU-IOV: writing EXECUTE issues the command; it reads 1 until iov_done -------
+        # The command is the register's merged value after the write (a byte write of FCN_ID
+        # followed by one of COMMAND | EXECUTE runs on that FCN_ID). While a command runs the
+        # register is locked, so it always shows the command that runs; writes are refused.
         executing = Signal()
         m.d.comb += [pf.f("GPUIOV_CMD", "EXECUTE").eq(executing),
-                     pf.f("GPUIOV_STATUS", "CMD_STATUS").eq(self.iov_status)]
+                     pf.f("GPUIOV_STATUS", "CMD_STATUS").eq(self.iov_status),
+                     pf.lock("GPUIOV_CMD").eq(executing),
+                     self.iov_refused.eq(pf.refused("GPUIOV_CMD"))]
         m.d.sync += self.iov_cmd.valid.eq(0)
-        new_cmd = pf.w_data
+        wrote, execute = pf.write_view("GPUIOV_CMD", "EXECUTE")
+        command = self.iov_cmd.payload
         with m.If(self.iov_done):
             m.d.sync += executing.eq(0)
-        with m.Elif(pf.writing("GPUIOV_CMD") & pf.w_mask[4] & new_cmd[4] & ~executing):
-            # The dword carries command, FCN_ID and NXT_FCN_ID together, as GIM writes them.
-            m.d.sync += [executing.eq(1), self.iov_cmd.valid.eq(1),
-                         self.iov_cmd.payload.command.eq(new_cmd[0:4]),
-                         self.iov_cmd.payload.fcn_id.eq(new_cmd[8:16]),
-                         self.iov_cmd.payload.nxt_fcn_id.eq(new_cmd[16:24])]
+        with m.Elif(wrote & execute):
+            m.d.sync += [executing.eq(1), self.iov_cmd.valid.eq(1)]
+            for name, fname in (("command", "COMMAND"), ("fcn_id", "FCN_ID"),
+                                ("nxt_fcn_id", "NXT_FCN_ID")):
+                m.d.sync += getattr(command, name).eq(pf.write_view("GPUIOV_CMD", fname)[1])
 
-        # TOTAL_FB_CONSUMED: a running sum over VFs 1..NumVFs, one VF per cycle.
-        index = Signal(range(p.num_vfs + 1))
-        acc = Signal(17)
-        total = Signal(16)
-        sizes = Array(pf.f("VF_FB", "SIZE", n) for n in range(p.num_vfs))
-        with m.If(index == p.num_vfs - 1):
-            m.d.sync += [index.eq(0), acc.eq(0),
-                         total.eq(acc + Mux(index < num_vfs, sizes[index] + 1, 0))]
-        with m.Else():
-            m.d.sync += [index.eq(index + 1),
-                         acc.eq(acc + Mux(index < num_vfs, sizes[index] + 1, 0))]
-        m.d.comb += pf.f("GPUIOV_FB", "TOTAL_FB_CONSUMED").eq(total)
+        # --- The FB layout the PF programs: the FB partition unit judges by it -------------
+        # CNTXT may not move while the world switch depends on it (a valid context, a
+        # command running); the capability also refuses it once EXECUTE is written, before
+        # the world switch has the command.
+        m.d.comb += [pf.lock("GPUIOV_CNTXT").eq(self.csa_locked | executing),
+                     self.cntxt_refused.eq(pf.refused("GPUIOV_CNTXT")),
+                     pf.f("GPUIOV_FB", "TOTAL_FB_CONSUMED").eq(self.fb_consumed)]
+        for name in ("SIZE", "LOC", "OFFSET"):
+            m.d.comb += getattr(self.cntxt, name.lower()).eq(pf.f("GPUIOV_CNTXT", name))
+        for n in range(p.num_vfs):
+            m.d.comb += [self.vf_fb[n].size.eq(pf.f("VF_FB", "SIZE", n)),
+                         self.vf_fb[n].offset.eq(pf.f("VF_FB", "OFFSET", n))]
 
         # BAR base addresses, as programmed, for routing.
         pf_specs, vf_specs = bar_specs(p)

@@ -5,15 +5,16 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .counters import saturating_counter
 from .doorbell import DoorbellArbiter, doorbell_event_layout
 from .fb_partition import FbPartition
+from .fb_port import HOST_TAG_WIDTH, FbPort
 from .gpu_iov import GpuIov
 from .interfaces import FbMemSignature, FbOrigin, Status, ValidSignature
 from .mmio import MmioDecode
-from .params import KiB, MiB, ParamError
+from .params import KiB, ParamError, size_text
 from .regmap import Access, Field, Register, RegisterFile, RegisterMap
 from .routing import ADDR_WIDTH, Router
-from .world_switch import SeqState
 
 __all__ = ["SriovGpu", "HostKind", "host_request_layout", "host_response_layout",
            "HostPortSignature", "gpu_regmap", "REG_WINDOWS", "REG_WINDOW_SIZE", "HOST_CREDITS",
@@ -25,8 +26,6 @@ HOST_CREDITS = 16
 #: only the first, the register decode.
 REG_WINDOW_SIZE = 64 * KiB
 REG_WINDOWS = ("mmio", "fb_partition", "world_switch", "gpu")
-#: GPU-IOV capability fields count 16 MiB units (REFERENCE.md section 2).
-_CAP_UNIT_LOG2 = (16 * MiB).bit_length() - 1
 
 
 class HostKind(enum.Enum, shape=1):
@@ -46,12 +45,13 @@ def host_request_layout(params):
         "write": unsigned(1),
         "data":  unsigned(32),
         "be":    unsigned(4),
-        "tag":   unsigned(8),
+        "tag":   unsigned(HOST_TAG_WIDTH),
     })
 
 
 def host_response_layout():
-    return data.StructLayout({"tag": unsigned(8), "data": unsigned(32), "status": Status})
+    return data.StructLayout({"tag": unsigned(HOST_TAG_WIDTH), "data": unsigned(32),
+                              "status": Status})
 
 
 def HostPortSignature(params):
@@ -65,7 +65,7 @@ def HostPortSignature(params):
 
 def irq_layout():
     return data.StructLayout({"pf_mailbox": 1, "reg_violation": 1, "fb_violation": 1,
-                              "hang": 1})
+                              "hang": 1, "layout": 1})
 
 
 def gpu_regmap(params):
@@ -84,6 +84,13 @@ def gpu_regmap(params):
         Register("DB_UR", 0x02, (
             Field("COUNT", 0, 32, Access.RO, "doorbell writes refused by the arbiter"),
         ), "Doorbell writes to an offset past the doorbells or to a function that is not live."),
+        Register("SCRUB_LAST", 0x03, (
+            Field("CYCLES", 0, 32, Access.RO, "cycles of the last zero fill, request to done"),
+        ), "FB the PF hands to a region is zero-filled before the region is activated: the "
+           "last fill's cycles (fence, the granule lookups and the dirty granules' beats)."),
+        Register("SCRUB_GRANULES", 0x04, (
+            Field("COUNT", 0, 32, Access.RO, "dirty granules zero-filled since reset"),
+        ), "Granules zero-filled."),
         Register("DB_WEIGHT", 0x40, (
             Field("WEIGHT", 0, DoorbellArbiter.WEIGHT_WIDTH, Access.RW,
                   "doorbells function n sends in a row (0 counts as 1)", reset=1),
@@ -107,23 +114,13 @@ class _Dest(enum.Enum, shape=3):
     FB = 7
 
 
-def _saturating_counter(m, params, count_field, clear, inc, name):
-    counter = Signal(params.counter_width, name=name)
-    m.d.comb += count_field.eq(counter)
-    limit = (1 << params.counter_width) - 1
-    with m.If(clear):
-        m.d.sync += counter.eq(inc)
-    with m.Elif(inc & (counter != limit)):
-        m.d.sync += counter.eq(counter + 1)
-
-
 class SriovGpu(wiring.Component):
     """The SR-IOV GPU: configuration space with SR-IOV and GPU-IOV, routing, register decode
     and mailboxes, FB partition, doorbell arbiter and world switch, behind one host port.
 
     Host port (``host``): one request accepted per cycle while ``req.ready``; each is routed
     (configuration by Routing ID, memory by BAR address, :class:`~rtl.routing.Router`) and
-    answered once on ``resp`` with its ``tag``:
+    answered exactly once on ``resp`` with its ``tag``:
 
     - configuration: the function's configuration space;
     - register BAR (BAR5): the register decode; the PF's BAR also holds the FB partition's,
@@ -142,21 +139,23 @@ class SriovGpu(wiring.Component):
     t is answered in cycle t + 3 (route, dispatch, the block; the answer is a register
     output) if it is a configuration, register or doorbell request, or a refused or written
     FB access; an FB read in cycle t + 7 + L (the partition check, the queue, the memory).
-    At most
-    :data:`HOST_CREDITS` requests are outstanding; ``req.ready`` also drops for one cycle
-    after a configuration write (the capability mirror below may act on it).
+    At most :data:`HOST_CREDITS` requests hold a credit at once: each from acceptance to its
+    answer, and an FB write until it has left for FB (it is answered before), so the FB
+    queue never overflows however long the world switch keeps the port.
 
-    The GPU-IOV capability drives the FB layout: a whole-dword write of VFn_FB_SIZE/OFFSET
-    programs VF n's slice in the FB partition (enabled), and one of CNTXT (SIZE and OFFSET in
-    16 MiB units, LOC = 0) the context save area of the FB partition and of the world
-    switch; the PF may also program them directly in their register windows.
+    The FB layout is the GPU-IOV capability's: VFn_FB_SIZE / OFFSET (both 0: no slice) and
+    CNTXT (SIZE 0 or LOC = 1: no FB CSA), in ``iov_fb_unit`` units, go to the FB partition
+    unit at their full width, which activates each region only if it is safe (see
+    :class:`~rtl.fb_partition.FbPartition`) after the FB it gains is zero-filled
+    (:class:`~rtl.fb_port.Scrubber`); its active CSA is the world switch's. TOTAL_FB_CONSUMED
+    is the FB of active slices.
 
-    The FB memory port belongs to the world switch's context movers during their phases
-    (SAVE, LOAD, INIT; in an overlapped phase the two alternate cycle by cycle) and to host
-    FB accesses otherwise, which wait meanwhile. The world switch's owner is the only
-    function whose doorbells reach ``cp``; its engine reports ``engine_busy``; a VF's FLR
-    (Initiate FLR in its Device Control) resets it in the doorbell arbiter and the world
-    switch.
+    The FB memory port (:class:`~rtl.fb_port.FbPort`) belongs to the world switch's context
+    movers during their phases and to host FB accesses (and the scrubber) otherwise; a mover
+    access outside the active CSA is stopped there. The world switch's owner is the only
+    function whose doorbells reach ``cp``; its engine reports ``engine_busy``. A VF's FLR
+    (Initiate FLR in its Device Control, or VF Enable cleared) resets it in the world switch,
+    the doorbell arbiter and the register decode, and clears its violation counters.
 
     Attributes
     ----------
@@ -166,7 +165,8 @@ class SriovGpu(wiring.Component):
     fb : FbMem, out
     cp : stream of doorbell events, out; ``engine_busy`` in, ``engine_stop`` out
     state_wr, state_rd, state_rdata : the engine-state memory, for the engine model
-    irq : {pf_mailbox, reg_violation, fb_violation, hang}, out; ``vf_irq[n]``: VF n's mailbox
+    irq : {pf_mailbox, reg_violation, fb_violation, hang, layout}, out; ``vf_irq[n]``: VF n's
+        mailbox
     owner, owner_valid, seq_state : monitors (who owns the GPU, what the world switch does)
     """
 
@@ -182,7 +182,8 @@ class SriovGpu(wiring.Component):
         self.iov = GpuIov(params)
         self.router = Router(params)
         self.mmio = MmioDecode(params)
-        self.fbp = FbPartition(params)
+        self.fbp = FbPartition(params, external_layout=True)
+        self.fb_port = FbPort(params, HOST_CREDITS)
         self.doorbells = DoorbellArbiter(params)
         self.regmap = gpu_regmap(params)
         self.regs = RegisterFile(params, self.regmap, pf_only=True)
@@ -204,15 +205,33 @@ class SriovGpu(wiring.Component):
             "seq_state": ws_members["seq_state"],
         })
 
+    def _layout(self, m):
+        """The capability's FB fields, in granules at full width, to the FB partition unit;
+        what it made active back to the capability and the world switch."""
+        p, iov, fbp = self.params, self.iov, self.fbp
+        shift = p.iov_unit_shift
+        cntxt = iov.cntxt
+        m.d.comb += [fbp.layout[0].base.eq(cntxt.offset << shift),
+                     fbp.layout[0].size.eq(cntxt.size << shift),
+                     # LOC = 1 asks for a CSA in system memory: not modelled, so none in FB.
+                     fbp.layout[0].valid.eq((cntxt.size != 0) & ~cntxt.loc)]
+        for n in range(1, p.num_fns):
+            vf_fb = iov.vf_fb[n - 1]
+            m.d.comb += [fbp.layout[n].base.eq(vf_fb.offset << shift),
+                         fbp.layout[n].size.eq((vf_fb.size + 1) << shift),
+                         fbp.layout[n].valid.eq(vf_fb.as_value() != 0)]
+        m.d.comb += [iov.fb_consumed.eq(fbp.consumed >> shift), iov.csa.eq(fbp.active_csa)]
+
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        iov, router, mmio, fbp, db, regs = (self.iov, self.router, self.mmio, self.fbp,
-                                            self.doorbells, self.regs)
+        iov, router, mmio, fbp, db, regs, port = (self.iov, self.router, self.mmio, self.fbp,
+                                                  self.doorbells, self.regs, self.fb_port)
         m.submodules.gpu_iov = iov
         m.submodules.router = router
         m.submodules.mmio = mmio
         m.submodules.fb_partition = fbp
+        m.submodules.fb_port = port
         m.submodules.doorbells = db
         m.submodules.regs = regs
 
@@ -230,7 +249,7 @@ class SriovGpu(wiring.Component):
             # World switching: only the owner's doorbells go to the command processor.
             serve.eq(Mux(iov.owner_valid, Const(1, p.num_fns) << iov.owner, 0)),
             db.serve.eq(serve), db.num_vfs.eq(iov.num_vfs), db.vf_enable.eq(iov.vf_enable),
-            db.flr.eq(iov.flr),
+            db.flr.eq(iov.flr), fbp.flr.eq(iov.flr), mmio.flr.eq(iov.flr),
             iov.has_work.eq(db.has_work),
             iov.engine_busy.eq(self.engine_busy), self.engine_stop.eq(iov.engine_stop),
             iov.state_wr.valid.eq(self.state_wr.valid),
@@ -244,6 +263,7 @@ class SriovGpu(wiring.Component):
             self.irq.reg_violation.eq(mmio.violation_irq),
             self.irq.fb_violation.eq(fbp.violation_irq),
             self.irq.hang.eq(iov.hang_irq),
+            self.irq.layout.eq(fbp.layout_irq),
             self.vf_irq.eq(mmio.vf_mailbox_irq),
         ]
         wiring.connect(m, db.cp, wiring.flipped(self.cp))
@@ -252,6 +272,19 @@ class SriovGpu(wiring.Component):
         m.d.comb += [regs.f("INFO", "NUM_VFS").eq(p.num_vfs),
                      regs.f("INFO", "CREDITS").eq(HOST_CREDITS),
                      regs.f("DB_UR", "COUNT").eq(db.ur_count)]
+        self._layout(m)
+
+        # --- The FB port: context movers, host FB accesses, the scrubber ---------------------
+        wiring.connect(m, iov.mem, port.live)
+        wiring.connect(m, iov.mem_load, port.shadow)
+        wiring.connect(m, fbp.scrub, port.scrub)
+        wiring.connect(m, port.fb, wiring.flipped(self.fb))
+        m.d.comb += [port.seq.eq(iov.seq_state), port.csa.eq(fbp.active_csa),
+                     iov.ctx_fault.eq(port.ctx_fault.valid),
+                     fbp.ctx_fault.valid.eq(port.ctx_fault.valid),
+                     fbp.ctx_fault.payload.eq(port.ctx_fault.payload),
+                     regs.f("SCRUB_LAST", "CYCLES").eq(port.scrub_cycles),
+                     regs.f("SCRUB_GRANULES", "COUNT").eq(port.scrub_granules)]
 
         # --- Stage A: accept and route ---------------------------------------------------
         req, resp = self.host.req, self.host.resp
@@ -259,12 +292,8 @@ class SriovGpu(wiring.Component):
         outstanding = Signal(range(HOST_CREDITS + 1))
         b = Signal(host_request_layout(p))          # the request being routed
         b_valid = Signal()
-        mirror_busy = Signal()
-        # Registers only: a configuration write in stage B may start the mirror, which must
-        # find the register buses free, so nothing follows it in until the mirror is done.
         m.d.comb += [
-            req.ready.eq((outstanding < HOST_CREDITS) & ~mirror_busy &
-                         ~(b_valid & (b.kind == HostKind.CONFIG) & b.write)),
+            req.ready.eq(outstanding < HOST_CREDITS),
             accept.eq(req.valid & req.ready),
             router.cfg_in.valid.eq(accept & (req.payload.kind == HostKind.CONFIG)),
             router.cfg_in.payload.rid.eq(req.payload.rid),
@@ -272,7 +301,6 @@ class SriovGpu(wiring.Component):
             router.mem_in.payload.addr.eq(req.payload.addr),
         ]
         m.d.sync += [b_valid.eq(accept), b.eq(req.payload)]
-        m.d.sync += outstanding.eq(outstanding + accept - resp.valid)
 
         # --- Stage B: dispatch to the block that answers ----------------------------------
         rc, rm = router.cfg_out.payload, router.mem_out.payload
@@ -309,12 +337,6 @@ class SriovGpu(wiring.Component):
 
         reg_buses = {_Dest.CONFIG: iov.cfg, _Dest.MMIO: mmio.bus, _Dest.FB_REGS: fbp.cfg,
                      _Dest.WS_REGS: iov.ws_cfg, _Dest.GPU_REGS: regs.bus}
-        # The capability mirror writes the FB partition's and the world switch's registers.
-        mirror_req = {d: (Signal(name=f"mirror_{d.name.lower()}_valid"),
-                          Signal(len(reg_buses[d].req.payload.addr),
-                                 name=f"mirror_{d.name.lower()}_addr"),
-                          Signal(32, name=f"mirror_{d.name.lower()}_data"))
-                      for d in (_Dest.FB_REGS, _Dest.WS_REGS)}
         # Every block takes its request from a flop: the dispatch decode in front of a
         # block's own decode (the partition's table lookup, a register file's) set the clock.
         for d, bus in reg_buses.items():
@@ -323,11 +345,6 @@ class SriovGpu(wiring.Component):
             addr = dword if d == _Dest.CONFIG else reg_addr
             m.d.sync += [bus.req.valid.eq(b_valid & (dest == d)), pl.fn.eq(fn), pl.addr.eq(addr),
                          pl.write.eq(b.write), pl.data.eq(b.data), pl.be.eq(b.be)]
-            if d in mirror_req:
-                valid, maddr, mdata = mirror_req[d]
-                with m.If(valid):
-                    m.d.sync += [bus.req.valid.eq(1), pl.fn.eq(0), pl.addr.eq(maddr),
-                                 pl.write.eq(1), pl.data.eq(mdata), pl.be.eq(0xF)]
         db_w = db.writes[0]
         m.d.sync += [db.write_valid.eq(b_valid & (dest == _Dest.DOORBELL)),
                      db_w.fn.eq(rm.fn), db_w.offset.eq(rm.offset[2:]), db_w.value.eq(b.data)]
@@ -336,26 +353,24 @@ class SriovGpu(wiring.Component):
                      fa.fn.eq(rm.fn), fa.origin.eq(FbOrigin.HOST), fa.write.eq(b.write),
                      fa.addr.eq(rm.offset), fa.tag.eq(b.tag)]
         for n in range(1, p.num_fns):
-            _saturating_counter(m, p, regs.f("XFN_COUNT", "COUNT", n),
-                                regs.written("XFN_COUNT", n), xfn & (b.fn == n), f"xfn_{n}")
-
-        # --- The capability mirror: FB slices and the CSA from GPU-IOV writes ----------------
-        self._mirror(m, b, b_valid, rc, dword, mirror_req, mirror_busy)
+            m.d.comb += regs.f("XFN_COUNT", "COUNT", n).eq(saturating_counter(
+                m, p.counter_width, xfn & (b.fn == n),
+                regs.written("XFN_COUNT", n) | iov.flr[n], name=f"xfn_{n}"))
 
         # --- Stage C: the blocks work; stage D: their answers are the host port's --------
-        c_valid, c_dest, c_tag = Signal(), Signal(_Dest), Signal(8)
-        c_status, c_data, c_be = Signal(Status), Signal(32), Signal(4)
-        m.d.sync += [c_valid.eq(b_valid), c_dest.eq(dest), c_tag.eq(b.tag),
-                     c_status.eq(local_status), c_data.eq(b.data), c_be.eq(b.be)]
-        d_valid, d_dest, d_tag = Signal(), Signal(_Dest), Signal(8)
-        d_status, d_data, d_be = Signal(Status), Signal(32), Signal(4)
-        m.d.sync += [d_valid.eq(c_valid), d_dest.eq(c_dest), d_tag.eq(c_tag),
-                     d_status.eq(c_status), d_data.eq(c_data), d_be.eq(c_be)]
+        # One register per stage, carrying what the answer needs; the FB partition's result
+        # meets stage D (its latency is the one stage between them).
+        stage = data.StructLayout({"valid": 1, "dest": _Dest, "tag": HOST_TAG_WIDTH,
+                                   "status": Status, "data": 32, "be": 4})
+        assert FbPartition.LATENCY == 1, "stage D meets the FB partition's result"
+        c, d_ = Signal(stage), Signal(stage)
+        m.d.sync += [c.valid.eq(b_valid), c.dest.eq(dest), c.tag.eq(b.tag),
+                     c.status.eq(local_status), c.data.eq(b.data), c.be.eq(b.be), d_.eq(c)]
         answer = Signal(host_response_layout())
         fb_res = fbp.result.payload
-        with m.Switch(d_dest):
-            for d, bus in reg_buses.items():
-                with m.Case(d):
+        with m.Switch(d_.dest):
+            for dst, bus in reg_buses.items():
+                with m.Case(dst):
                     m.d.comb += [answer.data.eq(bus.resp.payload.data),
                                  answer.status.eq(bus.resp.payload.status)]
             with m.Case(_Dest.DOORBELL):
@@ -363,173 +378,33 @@ class SriovGpu(wiring.Component):
             with m.Case(_Dest.FB):
                 m.d.comb += answer.status.eq(fb_res.status)
             with m.Case(_Dest.LOCAL):
-                m.d.comb += answer.status.eq(d_status)
-        fb_ok = (d_dest == _Dest.FB) & (fb_res.status == Status.OK)
+                m.d.comb += answer.status.eq(d_.status)
+        fb_ok = d_.valid & (d_.dest == _Dest.FB) & (fb_res.status == Status.OK)
         answer_valid = Signal()
-        m.d.comb += [answer.tag.eq(d_tag),
+        m.d.comb += [answer.tag.eq(d_.tag),
                      # An FB read that passed the check answers when its data returns.
-                     answer_valid.eq(d_valid & ~(fb_ok & ~fb_res.write))]
-        _saturating_counter(m, p, regs.f("HOST_UR", "COUNT"), regs.written("HOST_UR"),
-                            resp.valid & (resp.payload.status == Status.UR), "host_ur")
+                     answer_valid.eq(d_.valid & ~(fb_ok & ~fb_res.write))]
+        m.d.comb += regs.f("HOST_UR", "COUNT").eq(saturating_counter(
+            m, p.counter_width, resp.valid & (resp.payload.status == Status.UR),
+            regs.written("HOST_UR"), name="host_ur"))
 
-        # --- FB: host accesses queue behind the context movers on the one memory port ------
-        cpl = self._fb_port(m, fbp, d_valid & fb_ok, d_data, d_be)
+        # --- Granted FB accesses queue for the FB port -----------------------------------
+        entry = port.host.payload
+        m.d.comb += [port.host.valid.eq(fb_ok), entry.addr.eq(fb_res.addr),
+                     entry.write.eq(fb_res.write), entry.data.eq(d_.data), entry.be.eq(d_.be),
+                     entry.tag.eq(fb_res.tag)]
         # Fixed-latency answers go first; FB read data waits in its queue for a free cycle.
-        m.d.comb += cpl.r_en.eq(~answer_valid)
+        done = port.host_done
+        m.d.comb += done.ready.eq(~answer_valid)
         with m.If(answer_valid):
             m.d.comb += [resp.valid.eq(1), resp.payload.eq(answer)]
         with m.Else():
-            m.d.comb += [resp.valid.eq(cpl.r_rdy), resp.payload.eq(cpl.r_data)]
+            m.d.comb += [resp.valid.eq(done.valid), resp.payload.tag.eq(done.payload.tag),
+                         resp.payload.data.eq(done.payload.data),
+                         resp.payload.status.eq(Status.OK)]
+
+        # --- Credits: an answer frees one, except an FB write's, freed when it leaves ------
+        posted = answer_valid & fb_ok & fb_res.write
+        m.d.sync += outstanding.eq(outstanding + accept - (resp.valid & ~posted) -
+                                   port.host_retired)
         return m
-
-    def _fb_port(self, m, fbp, push, data_, be):
-        """The FB memory port: the context movers in their phases, host FB accesses (from a
-        queue) otherwise. Returns the FIFO of host read completions."""
-        p = self.params
-        iov = self.iov
-        lane_bits = (p.mem_width // 32 - 1).bit_length()   # mem_width >= 64: at least 1
-        res = fbp.result.payload
-        host_entry = data.StructLayout({"addr": unsigned(p.fb_addr_width), "write": 1,
-                                        "data": 32, "be": 4, "tag": 8})
-        m.submodules.host_fb = host_q = fifo.SyncFIFOBuffered(
-            width=host_entry.size, depth=HOST_CREDITS)
-        entry_in = data.View(host_entry, host_q.w_data)
-        m.d.comb += [host_q.w_en.eq(push), entry_in.addr.eq(res.addr),
-                     entry_in.write.eq(res.write), entry_in.data.eq(data_), entry_in.be.eq(be),
-                     entry_in.tag.eq(res.tag)]
-        entry = data.View(host_entry, host_q.r_data)
-        lane = entry.addr[2:2 + lane_bits]
-        beat_bytes_log2 = (p.mem_width // 8).bit_length() - 1
-        host_req = Signal(self.fb.req.payload.shape())
-        m.d.comb += [host_req.addr.eq(entry.addr >> beat_bytes_log2 << beat_bytes_log2),
-                     host_req.write.eq(entry.write),
-                     host_req.data.eq(entry.data << (lane * 32)),
-                     host_req.be.eq(entry.be << (lane * 4))]
-
-        # Which initiator each read in flight belongs to: reads answer in order.
-        in_flight = 2 * p.mem_outstanding + HOST_CREDITS
-        m.submodules.read_src = src_q = fifo.SyncFIFOBuffered(width=2, depth=in_flight)
-        m.submodules.host_reads = rd_q = fifo.SyncFIFOBuffered(width=8 + lane_bits,
-                                                               depth=HOST_CREDITS)
-        movers = (iov.mem, iov.mem_load)
-        # Who may use the port is decided by the world switch's step (a register), never by
-        # who asks: a mover's ready must not wait on its own valid through this arbiter
-        # (that loop set the clock). The movers own the port in their phases, alternating
-        # cycle by cycle in an overlapped one; host FB accesses have it the rest of the time.
-        # Registered, a cycle behind the step: a mover starts in its phase's second cycle
-        # and has finished when the phase ends, so the grant is never late for it.
-        seq = iov.seq_state
-        pick = Signal(2, init=2)                    # 0 / 1 a mover, 2 the host
-        with m.Switch(seq):
-            with m.Case(SeqState.SAVE, SeqState.LOAD, SeqState.INIT):
-                m.d.sync += pick.eq(0)
-            with m.Case(SeqState.OVERLAP):
-                m.d.sync += pick.eq(Mux(pick == 0, 1, 0))
-            with m.Default():
-                m.d.sync += pick.eq(2)
-        asking = Mux(pick == 2, host_q.r_rdy, Mux(pick[0], movers[1].req.valid,
-                                                  movers[0].req.valid))
-        payloads = [mv.req.payload.as_value() for mv in movers] + [host_req.as_value()]
-        chosen_write = Mux(pick == 2, entry.write,
-                           Mux(pick[0], movers[1].req.payload.write, movers[0].req.payload.write))
-        # A read goes out only with room to remember whose it is.
-        can = asking & (chosen_write | src_q.w_rdy)
-        fb = self.fb
-        m.d.comb += [fb.req.valid.eq(can),
-                     fb.req.payload.eq(Mux(pick == 2, payloads[2],
-                                           Mux(pick[0], payloads[1], payloads[0])))]
-        taken = fb.req.valid & fb.req.ready
-        # A mover's ready leaves its own valid out (it completes the handshake itself) and
-        # looks at its own request only.
-        for k, mv in enumerate(movers):
-            m.d.comb += mv.req.ready.eq(fb.req.ready & (pick == k) &
-                                        (mv.req.payload.write | src_q.w_rdy))
-        m.d.comb += host_q.r_en.eq(taken & (pick == 2))
-        m.d.comb += [src_q.w_en.eq(taken & ~chosen_write), src_q.w_data.eq(pick),
-                     rd_q.w_en.eq(taken & (pick == 2) & ~entry.write),
-                     rd_q.w_data.eq(Cat(entry.tag, lane))]
-
-        # Read data back to whoever asked.
-        back = fb.resp.valid
-        src = src_q.r_data
-        m.d.comb += src_q.r_en.eq(back)
-        for k, mv in enumerate(movers):
-            m.d.comb += [mv.resp.valid.eq(back & (src == k)),
-                         mv.resp.payload.data.eq(fb.resp.payload.data)]
-        m.submodules.host_cpl = cpl = fifo.SyncFIFOBuffered(
-            width=host_response_layout().size, depth=HOST_CREDITS)
-        host_back = back & (src == 2)
-        r_lane = rd_q.r_data[8:]
-        word = Signal(32)
-        m.d.comb += [word.eq(fb.resp.payload.data >> (r_lane * 32)),
-                     rd_q.r_en.eq(host_back),
-                     cpl.w_en.eq(host_back)]
-        done = data.View(host_response_layout(), cpl.w_data)
-        m.d.comb += [done.tag.eq(rd_q.r_data[:8]), done.data.eq(word), done.status.eq(Status.OK)]
-        return cpl
-
-    def _mirror(self, m, b, b_valid, rc, dword, mirror_req, busy):
-        """GPU-IOV capability writes -> FB partition and world-switch registers."""
-        p = self.params
-        cap = self.iov.config.regmap
-        fb_map, ws_map = self.fbp.regmap, self.iov.ws.regmap
-        vf_fb = cap["VF_FB"]
-        is_cfg_write = (b_valid & (b.kind == HostKind.CONFIG) & b.write & (b.be == 0xF) &
-                        (rc.status == Status.OK) & (rc.fn == 0))
-        hit_slice = is_cfg_write & (dword >= vf_fb.offset_of(0)) & \
-            (dword < vf_fb.offset_of(0) + p.num_vfs)
-        hit_cntxt = is_cfg_write & (dword == cap.offset("GPUIOV_CNTXT"))
-        shift = _CAP_UNIT_LOG2 - p.granule_bits
-
-        def granules(units):
-            return units << shift if shift >= 0 else units >> -shift
-
-        job_slice, vf, word = Signal(), Signal(range(p.num_vfs)), Signal(32)
-        step = Signal(2)
-        with m.If(hit_slice | hit_cntxt):
-            m.d.sync += [busy.eq(1), job_slice.eq(hit_slice), vf.eq(dword - vf_fb.offset_of(0)),
-                         word.eq(b.data), step.eq(0)]
-
-        def field_value(regmap, reg, fld, value):
-            f = regmap[reg].field(fld)
-            return (value & ((1 << f.width) - 1)) << f.lsb
-
-        size16 = word[0:16]
-        offset16 = word[16:32]
-        csa_size = Mux(word[7], 0, word[0:7])      # LOC = 1 (system memory): no CSA in FB
-        csa_off = word[10:32]
-        base_reg = fb_map["SLICE_BASE"]
-        size_reg = fb_map["SLICE_SIZE"]
-        fb_valid, fb_addr, fb_data = mirror_req[_Dest.FB_REGS]
-        ws_valid, ws_addr, ws_data = mirror_req[_Dest.WS_REGS]
-        with m.If(busy):
-            m.d.sync += step.eq(step + 1)
-            with m.If(job_slice):
-                m.d.comb += fb_valid.eq(1)
-                with m.If(step == 0):
-                    m.d.comb += [fb_addr.eq(base_reg.offset + vf * base_reg.stride),
-                                 fb_data.eq(field_value(fb_map, "SLICE_BASE", "BASE",
-                                                        granules(offset16)))]
-                with m.Else():
-                    m.d.comb += [fb_addr.eq(size_reg.offset + vf * size_reg.stride),
-                                 fb_data.eq(field_value(fb_map, "SLICE_SIZE", "SIZE",
-                                                        granules(size16 + 1)) |
-                                            field_value(fb_map, "SLICE_SIZE", "ENABLE", 1))]
-                    m.d.sync += busy.eq(0)
-            with m.Else():
-                with m.Switch(step):
-                    with m.Case(0):
-                        m.d.comb += [fb_valid.eq(1), fb_addr.eq(fb_map.offset("CSA_BASE")),
-                                     fb_data.eq(field_value(fb_map, "CSA_BASE", "BASE",
-                                                            granules(csa_off)))]
-                    with m.Case(1):
-                        m.d.comb += [fb_valid.eq(1), fb_addr.eq(fb_map.offset("CSA_SIZE")),
-                                     fb_data.eq(field_value(fb_map, "CSA_SIZE", "SIZE",
-                                                            granules(csa_size)))]
-                    with m.Default():
-                        unit_shift = _CAP_UNIT_LOG2 - 12          # 16 MiB in 4 KiB units
-                        m.d.comb += [ws_valid.eq(1), ws_addr.eq(ws_map.offset("CSA_BASE")),
-                                     ws_data.eq(field_value(ws_map, "CSA_BASE", "BASE",
-                                                            csa_off << unit_shift))]
-                        m.d.sync += busy.eq(0)
-

@@ -15,8 +15,10 @@ class GpuIov(wiring.Component):
     """Configuration space (with the SR-IOV and GPU-IOV capabilities) joined to the world
     switch, as the hypervisor drives them: it writes the GPU-IOV command dword (command,
     EXECUTE, FCN_ID, NXT_FCN_ID) with a configuration write and polls EXECUTE and CMD_STATUS.
-    An Initiate FLR written to a VF's Device Control resets that VF in the world switch;
-    NumVFs and VF Enable come from the SR-IOV capability.
+    An Initiate FLR written to a VF's Device Control (or VF Enable cleared, for every VF)
+    resets that VF in the world switch; NumVFs and VF Enable come from the SR-IOV capability.
+    CNTXT is read-only while the world switch depends on the CSA; refused writes of CNTXT
+    and of CMD_CONTROL (while a command runs) are counted in the world switch's REFUSED.
 
     Latency: a configuration request is answered the next cycle; a command reaches the world
     switch the cycle after the write, and EXECUTE reads 0 from the cycle after it ends.
@@ -34,9 +36,12 @@ class GpuIov(wiring.Component):
 
     LATENCY = 1
     #: World-switch ports this block wires itself; the others become its own ports.
-    _JOINED = ("cfg", "iov_cmd", "iov_done", "iov_status", "num_vfs", "vf_enable", "flr")
-    #: Configuration-space outputs passed on for the rest of the GPU (routing, doorbells).
-    _ENUMERATION = ("flr", "num_vfs", "vf_enable", "vf_mse", "pf_mse", "pf_bars", "vf_bars")
+    _JOINED = ("cfg", "iov_cmd", "iov_done", "iov_status", "num_vfs", "vf_enable", "flr",
+               "csa_locked", "execute_refused", "cntxt_refused")
+    #: Configuration-space ports passed on for the rest of the GPU (routing, doorbells, the
+    #: FB layout the PF programs and what the FB partition made of it).
+    _ENUMERATION = ("flr", "num_vfs", "vf_enable", "vf_mse", "pf_mse", "pf_bars", "vf_bars",
+                    "vf_fb", "cntxt", "fb_consumed")
 
     def __init__(self, params):
         self.params = params
@@ -65,8 +70,16 @@ class GpuIov(wiring.Component):
             config.iov_status.eq(ws.iov_status),
             ws.num_vfs.eq(config.num_vfs), ws.vf_enable.eq(config.vf_enable),
             ws.flr.eq(config.flr),
+            config.csa_locked.eq(ws.csa_locked),
+            ws.execute_refused.eq(config.iov_refused),
+            ws.cntxt_refused.eq(config.cntxt_refused),
         ]
-        m.d.comb += [getattr(self, name).eq(getattr(config, name)) for name in self._ENUMERATION]
+        for name in self._ENUMERATION:
+            ours, theirs = getattr(self, name), getattr(config, name)
+            if self.config.signature.members[name].flow == In:
+                m.d.comb += theirs.eq(ours)
+            else:
+                m.d.comb += ours.eq(theirs)
         for name, member in self.ws.signature.members.items():
             if name in self._JOINED:
                 continue

@@ -14,6 +14,7 @@ __all__ = [
     "fb_access_layout", "fb_result_layout", "FbAccessSignature", "FbResultSignature",
     "reg_request_layout", "reg_response_layout", "RegBusSignature", "REG_DATA_WIDTH",
     "ValidSignature", "fb_mem_request_layout", "FbMemSignature", "shared_load_layout",
+    "region_layout",
 ]
 
 #: Registers are 32-bit dwords, as PCIe MMIO and config space.
@@ -144,3 +145,12 @@ def shared_load_layout(params):
     k // (W/32), bits 32 (k mod W/32) upwards)."""
     return data.StructLayout({"beat": range(max(params.shared_beats, 2)),
                               "data": params.mem_width})
+
+
+def region_layout(params, width=None):
+    """An FB region in granules: the context save area or a VF slice. ``valid``: it exists.
+    Active regions (what accesses are judged by) fit FB, ``granule_width`` bits; programmed
+    ones are as wide as the capability's fields can make them (``params.layout_width``)."""
+    width = params.granule_width if width is None else width
+    return data.StructLayout({"base": unsigned(width), "size": unsigned(width),
+                              "valid": unsigned(1)})

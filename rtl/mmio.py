@@ -11,6 +11,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .counters import saturating_counter
 from .interfaces import RegBusSignature, Status, ValidSignature, shared_load_layout
 from .regmap import Access, Field, Register, RegisterFile, RegisterMap, Scope
 
@@ -124,7 +125,10 @@ class MmioDecode(wiring.Component):
       (MB_INDEX). A VF can never name another VF's bank: the bank is its function number.
     - Offsets no register occupies, a PF access to a mailbox offset, a window access with
       MB_INDEX not naming a VF, any request from a function number above ``num_vfs``: UR.
-    - Mailbox data words take whole-dword writes only; a partial write is ignored.
+    - Every write takes effect on the bytes it enables (mailbox words too).
+    - ``flr[n]`` (VF n's function-level reset): VF n's mailbox words read 0 again, its
+      handshake and interrupt-enable bits clear, its violation counter clears; the next
+      tenant of the VF sees nothing of the last one.
 
     Every BLOCKED access counts in VIOL_COUNT[n] and is recorded in VIOL_LAST / VIOL_OFFSET
     at the clock edge that samples it, so the PF's next read sees it; ``violation_irq`` is
@@ -154,6 +158,8 @@ class MmioDecode(wiring.Component):
     violation_irq, pf_mailbox_irq : out
     vf_mailbox_irq : Signal(num_fns), out
         Bit n: VF n's mailbox interrupt (bit 0 unused).
+    flr : Signal(num_fns), in
+        Function-level resets: bit n, VF n's private state returns to reset (see above).
     """
 
     LATENCY = 1
@@ -173,6 +179,7 @@ class MmioDecode(wiring.Component):
             "violation_irq": Out(1),
             "pf_mailbox_irq": Out(1),
             "vf_mailbox_irq": Out(params.num_fns),
+            "flr": In(params.num_fns),
         })
 
     def _permit(self, scope, req):
@@ -230,13 +237,9 @@ class MmioDecode(wiring.Component):
         violation = kind != MmioViolation.NONE
 
         for n in range(1, p.num_fns):
-            counter = Signal(p.counter_width, name=f"viol_count_{n}")
-            m.d.comb += rf.f("VIOL_COUNT", "COUNT", n).eq(counter)
-            limit = (1 << p.counter_width) - 1
-            with m.If(rf.writing("VIOL_COUNT", n)):
-                m.d.sync += counter.eq(0)
-            with m.Elif(violation & (fn == n) & (counter != limit)):
-                m.d.sync += counter.eq(counter + 1)
+            m.d.comb += rf.f("VIOL_COUNT", "COUNT", n).eq(saturating_counter(
+                m, p.counter_width, violation & (fn == n) & ~self.flr[n],
+                rf.writing("VIOL_COUNT", n) | self.flr[n], name=f"viol_count_{n}"))
         rec_write, rec_kind, rec_fn, rec_off = (Signal(), Signal(2), Signal(7),
                                                 Signal(MMIO_ADDR_WIDTH))
         m.d.comb += [rf.f("VIOL_LAST", "WRITE").eq(rec_write), rf.f("VIOL_LAST", "KIND").eq(rec_kind),
@@ -262,9 +265,13 @@ class MmioDecode(wiring.Component):
                         [rf.f("VF_MEMSIZE", "SIZE_MB", n) for n in range(1, p.num_fns)])
 
         # --- Mailbox state: data in memory, handshake bits in flops -----------------------
+        # Each word has a valid bit: an FLR clears the VF's, so its next tenant reads zeros
+        # (and a word's first write after it writes zeros to the bytes it leaves out).
         m.submodules.mailbox = mem = Memory(shape=32, depth=p.num_fns * MAILBOX_WORDS, init=[])
         rd = mem.read_port()
-        wr = mem.write_port()
+        wr = mem.write_port(granularity=8)
+        word_valid = Signal(p.num_fns * MAILBOX_WORDS)
+        flr = self.flr
         trn_valid, trn_ack, rcv_valid, rcv_ack, valid_int_en, ack_int_en = (
             Signal(p.num_fns, name=name) for name in
             ("trn_valid", "trn_ack", "rcv_valid", "rcv_ack", "valid_int_en", "ack_int_en"))
@@ -284,11 +291,12 @@ class MmioDecode(wiring.Component):
             with m.If(priv.get(("MAILBOX_RCV_DW", k), 0) | window.get(("PF_MB_TRN_DW", k), 0)):
                 m.d.comb += word.eq(4 + k)
         m.d.comb += bank.eq(Mux(any_window, index, fn))
-        m.d.comb += [rd.addr.eq(bank * MAILBOX_WORDS + word), rd.en.eq(1),
-                     wr.addr.eq(bank * MAILBOX_WORDS + word), wr.data.eq(rq.data)]
-        # Byte enables: merging a partial write would need a read-modify-write cycle; mailbox
-        # words are written whole by the drivers we know of, so a partial write is ignored.
-        whole = rq.be == 0xF
+        slot = Signal(range(p.num_fns * MAILBOX_WORDS))
+        m.d.comb += slot.eq(bank * MAILBOX_WORDS + word)
+        was_valid = bit(word_valid, slot)
+        m.d.comb += [rd.addr.eq(slot), rd.en.eq(1), wr.addr.eq(slot), wr.data.eq(w_data)]
+        read_valid = Signal()
+        m.d.sync += read_valid.eq(was_valid)
 
         vf_trn_write = Cat(*[priv[("MAILBOX_TRN_DW", k)] for k in range(4)]).any()
         pf_trn_write = Cat(*[window[("PF_MB_TRN_DW", k)] for k in range(4)]).any()
@@ -296,8 +304,10 @@ class MmioDecode(wiring.Component):
                           for k in range(4)]).any() & is_vf) | \
             (Cat(*[window[(name, k)] for name in ("PF_MB_RCV_DW", "PF_MB_TRN_DW")
                    for k in range(4)]).any() & ~is_vf & index_ok)
-        m.d.comb += wr.en.eq(rq.write & whole & (
-            (vf_trn_write & is_vf) | (pf_trn_write & ~is_vf & index_ok)))
+        mem_write = rq.write & ((vf_trn_write & is_vf) | (pf_trn_write & ~is_vf & index_ok))
+        m.d.comb += wr.en.eq(Mux(mem_write, Mux(was_valid, rq.be, 0b1111), 0))
+        with m.If(mem_write & (rq.be != 0)):
+            m.d.sync += bit(word_valid, slot).eq(1)
 
         # --- The answer of the private and window banks, one cycle later -----------------
         own_status = Signal(Status)
@@ -320,40 +330,62 @@ class MmioDecode(wiring.Component):
                 m.d.sync += own_data.eq(Cat(fn, Const(0, 31 - len(fn)), is_vf))
             with m.If(priv[("CONFIG_MEMSIZE", 0)]):
                 m.d.sync += own_data.eq(memsize[fn])
+            control = self.regmap["MAILBOX_CONTROL"]
             with m.If(priv[("MAILBOX_CONTROL", 0)]):
-                m.d.sync += own_data.eq(Cat(bit(trn_valid, fn), bit(trn_ack, fn), Const(0, 6),
-                                            bit(rcv_valid, fn), bit(rcv_ack, fn)))
+                m.d.sync += own_data.eq(control.word(
+                    TRN_MSG_VALID=bit(trn_valid, fn), TRN_MSG_ACK=bit(trn_ack, fn),
+                    RCV_MSG_VALID=bit(rcv_valid, fn), RCV_MSG_ACK=bit(rcv_ack, fn)))
             with m.If(priv[("MAILBOX_INT_CNTL", 0)]):
-                m.d.sync += own_data.eq(Cat(bit(valid_int_en, fn), bit(ack_int_en, fn)))
+                m.d.sync += own_data.eq(self.regmap["MAILBOX_INT_CNTL"].word(
+                    VALID_INT_EN=bit(valid_int_en, fn), ACK_INT_EN=bit(ack_int_en, fn)))
             with m.If(window[("PF_MB_CONTROL", 0)]):
-                m.d.sync += own_data.eq(Cat(bit(trn_valid, index), bit(trn_ack, index),
-                                            Const(0, 6), bit(rcv_valid, index),
-                                            bit(rcv_ack, index)))
+                m.d.sync += own_data.eq(self.regmap["PF_MB_CONTROL"].word(
+                    RCV_VALID=bit(trn_valid, index), RCV_ACK=bit(trn_ack, index),
+                    TRN_VALID=bit(rcv_valid, index), TRN_ACK=bit(rcv_ack, index)))
         ok_write = req.valid & rq.write & ~(any_window & is_vf) & ~bad_fn
 
-        # Handshake writes. Each bit moves only when its byte is enabled.
+        def write_view(name, field, current):
+            """(the write touches this field, its value after the write): see the table."""
+            return self.regmap[name].write_view(field, rq.data, rq.be, current)
+
+        # Handshake writes: each field moves only when its byte is enabled.
         with m.If(ok_write & priv[("MAILBOX_CONTROL", 0)] & is_vf):
-            with m.If(w_mask[0]):
-                m.d.sync += bit(trn_valid, fn).eq(w_data[0])
-                with m.If(~w_data[0]):
+            wrote, value = write_view("MAILBOX_CONTROL", "TRN_MSG_VALID", bit(trn_valid, fn))
+            with m.If(wrote):
+                m.d.sync += bit(trn_valid, fn).eq(value)
+                with m.If(~value):
                     m.d.sync += bit(trn_ack, fn).eq(0)
-            with m.If(w_mask[9] & w_data[9] & bit(rcv_valid, fn)):
+            wrote, value = write_view("MAILBOX_CONTROL", "RCV_MSG_ACK", 0)
+            with m.If(wrote & value & bit(rcv_valid, fn)):
                 m.d.sync += bit(rcv_ack, fn).eq(1)
         with m.If(ok_write & priv[("MAILBOX_INT_CNTL", 0)] & is_vf):
-            with m.If(w_mask[0]):
-                m.d.sync += [bit(valid_int_en, fn).eq(w_data[0]), bit(ack_int_en, fn).eq(w_data[1])]
+            for field, vector in (("VALID_INT_EN", valid_int_en), ("ACK_INT_EN", ack_int_en)):
+                wrote, value = write_view("MAILBOX_INT_CNTL", field, bit(vector, fn))
+                with m.If(wrote):
+                    m.d.sync += bit(vector, fn).eq(value)
         with m.If(ok_write & window[("PF_MB_CONTROL", 0)] & ~is_vf & index_ok):
-            with m.If(w_mask[1] & w_data[1] & bit(trn_valid, index)):
+            wrote, value = write_view("PF_MB_CONTROL", "RCV_ACK", 0)
+            with m.If(wrote & value & bit(trn_valid, index)):
                 m.d.sync += bit(trn_ack, index).eq(1)
-            with m.If(w_mask[8]):
-                m.d.sync += bit(rcv_valid, index).eq(w_data[8])
-                with m.If(~w_data[8]):
+            wrote, value = write_view("PF_MB_CONTROL", "TRN_VALID", bit(rcv_valid, index))
+            with m.If(wrote):
+                m.d.sync += bit(rcv_valid, index).eq(value)
+                with m.If(~value):
                     m.d.sync += bit(rcv_ack, index).eq(0)
         flush = Signal(p.num_fns)
         m.d.sync += flush.eq(0)
-        with m.If(ok_write & priv[("HDP_FLUSH", 0)] & w_data[0]):
+        wrote, value = write_view("HDP_FLUSH", "FLUSH", 0)
+        with m.If(ok_write & priv[("HDP_FLUSH", 0)] & wrote & value):
             m.d.sync += bit(flush, fn).eq(1)
         m.d.comb += self.hdp_flush.eq(flush)
+
+        # An FLR of a VF: its mailbox and private state are those of a new function (last,
+        # so that it wins over a write in the same cycle).
+        for n in range(1, p.num_fns):
+            with m.If(flr[n]):
+                m.d.sync += [vector[n].eq(0) for vector in
+                             (trn_valid, trn_ack, rcv_valid, rcv_ack, valid_int_en, ack_int_en)]
+                m.d.sync += word_valid[n * MAILBOX_WORDS:(n + 1) * MAILBOX_WORDS].eq(0)
 
         pending = Signal(p.num_fns)
         m.d.comb += pending.eq(trn_valid & ~trn_ack)
@@ -369,7 +401,8 @@ class MmioDecode(wiring.Component):
         rr = rf.bus.resp
         m.d.comb += [
             resp.valid.eq(rr.valid | own_valid),
-            resp.payload.data.eq(rr.payload.data | own_data | Mux(from_mem, rd.data, 0)),
+            resp.payload.data.eq(rr.payload.data | own_data |
+                                 Mux(from_mem & read_valid, rd.data, 0)),
             resp.payload.status.eq(Mux(own_valid, own_status, rr.payload.status)),
         ]
         return m

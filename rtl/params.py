@@ -7,7 +7,7 @@ names the parameter, the value given and what is allowed, in one line.
 
 from dataclasses import dataclass, fields, replace
 
-__all__ = ["GpuParams", "ParamError", "KiB", "MiB", "GiB", "MAX_VFS"]
+__all__ = ["GpuParams", "ParamError", "KiB", "MiB", "GiB", "MAX_VFS", "size_text"]
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -25,7 +25,7 @@ def _is_pow2(value):
     return value > 0 and value & (value - 1) == 0
 
 
-def _size(value):
+def size_text(value):
     """Human form of a byte count, for error messages and summaries."""
     for unit, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
         if value >= unit and value % unit == 0:
@@ -48,6 +48,10 @@ class GpuParams:
         Allocation unit of FB slices in bytes, a power of two (default 16 MiB, the GPU-IOV unit).
     vf_fb_aperture : int
         Size of a VF's FB BAR in bytes, a power of two (default 256 MiB, as GIM).
+    iov_fb_unit : int
+        The unit of the GPU-IOV capability's FB fields (VFn_FB_SIZE / OFFSET, CNTXT,
+        TOTAL_FB_*): 16 MiB, as GIM (the default). A power of two from ``fb_granule`` up;
+        smaller units only make small test configurations (a whole GPU with a few KiB of FB).
     counter_width : int
         Width of the per-function violation counters, 8..32 bits; they saturate.
     tag_width : int
@@ -94,6 +98,7 @@ class GpuParams:
     fb_size: int = 8 * GiB
     fb_granule: int = 16 * MiB
     vf_fb_aperture: int = 256 * MiB
+    iov_fb_unit: int = 16 * MiB
     counter_width: int = 16
     tag_width: int = 8
     vendor_id: int = 0x1002
@@ -129,7 +134,7 @@ class GpuParams:
                              f"from 4 KiB to 4 GiB")
         if self.fb_size % self.fb_granule or not self.fb_size:
             raise ParamError(f"fb_size={self.fb_size} must be a non-zero multiple of "
-                             f"fb_granule ({_size(self.fb_granule)})")
+                             f"fb_granule ({size_text(self.fb_granule)})")
         if self.fb_size > 1 << 48:
             raise ParamError(f"fb_size={self.fb_size} is too large: at most 256 TiB")
         if self.fb_granules > 0xFFFF:
@@ -137,7 +142,15 @@ class GpuParams:
                              f"65535 fit the 16-bit GPU-IOV size fields; raise fb_granule")
         if not _is_pow2(self.vf_fb_aperture) or not self.fb_granule <= self.vf_fb_aperture:
             raise ParamError(f"vf_fb_aperture={self.vf_fb_aperture} must be a power of two "
-                             f"of at least fb_granule ({_size(self.fb_granule)})")
+                             f"of at least fb_granule ({size_text(self.fb_granule)})")
+        if not _is_pow2(self.iov_fb_unit) or self.iov_fb_unit < self.fb_granule:
+            raise ParamError(f"iov_fb_unit={self.iov_fb_unit} must be a power of two of at "
+                             f"least fb_granule ({size_text(self.fb_granule)}): a capability "
+                             f"unit must be whole granules")
+        if self.fb_size // self.iov_fb_unit > 0xFFFF:
+            raise ParamError(f"iov_fb_unit={self.iov_fb_unit} makes fb_size "
+                             f"{self.fb_size // self.iov_fb_unit} units: at most 65535 fit "
+                             f"TOTAL_FB_AVAILABLE (16 bits)")
         self._check_range("counter_width", 8, 32)
         self._check_range("tag_width", 0, 64)
         for name in ("vendor_id", "device_id", "vf_device_id", "subsystem_id"):
@@ -203,6 +216,17 @@ class GpuParams:
         return self.fb_granules.bit_length()
 
     @property
+    def iov_unit_shift(self):
+        """log2 of granules per GPU-IOV capability FB unit."""
+        return (self.iov_fb_unit // self.fb_granule).bit_length() - 1
+
+    @property
+    def layout_width(self):
+        """Bits of a programmed region's base and size in granules: the capability's 16-bit
+        fields in iov_fb_unit, plus one (size is stored - 1), never cut to FB's width."""
+        return max(self.granule_width, 17 + self.iov_unit_shift)
+
+    @property
     def fb_addr_width(self):
         """Bits of a byte address into FB."""
         return (self.fb_size - 1).bit_length()
@@ -230,8 +254,8 @@ class GpuParams:
         rows = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith(("_size", "_granule", "_aperture")):
-                shown = _size(value)
+            if f.name.endswith(("_size", "_granule", "_aperture", "_unit")):
+                shown = size_text(value)
             elif f.name.endswith(("_id", "_code")):
                 shown = f"{value:#06x}"
             else:

@@ -11,7 +11,7 @@ A :class:`RegisterMap` is a list of :class:`Register` rows, each with :class:`Fi
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In
 
@@ -92,6 +92,29 @@ class Register:
             if f.name == name:
                 return f
         raise KeyError(f"register {self.name} has no field {name}")
+
+    def word(self, **values):
+        """A 32-bit register value from field values (Amaranth values or ints), each at its
+        place in the table; fields not named read 0."""
+        word = Const(0, REG_DATA_WIDTH)
+        for name, value in values.items():
+            f = self.field(name)
+            word = word | (Value.cast(value)[:f.width] << f.lsb)
+        return word[:REG_DATA_WIDTH]
+
+    def write_view(self, name, data, be, current):
+        """A write's effect on field ``name``, per byte lane: (strobe, value).
+
+        ``strobe`` is high when any byte lane holding a bit of the field is enabled in
+        ``be``; ``value`` is the field as the write leaves it: ``data``'s bits where their
+        lane is enabled, ``current``'s elsewhere. Owners that decide what a write does
+        (counters, commands, pointers) judge the merged value, never raw data bits, so a
+        byte or word write means what it would on any register.
+        """
+        f = self.field(name)
+        lanes = Cat(*(b.replicate(8) for b in be))[f.lsb:f.lsb + f.width]
+        bits = data[f.lsb:f.lsb + f.width]
+        return lanes.any(), (current & ~lanes) | (bits & lanes)
 
 
 class RegisterMap:
@@ -203,10 +226,13 @@ class RegisterFile(wiring.Component):
     The owning block reaches fields through :meth:`f` (RW/W1C: the flop; RO/RC: a signal it
     drives), :meth:`set_` (W1C: pulse to set), :meth:`load` (RW: the owner writes it),
     :meth:`written` (a one-cycle strobe after a
-    write to that register) and :meth:`writing` (the write's own cycle, when :attr:`w_data`,
-    byte enables applied, and :attr:`w_mask`, the enabled bits, hold it).
+    write to that register) and :meth:`writing` (the write's own cycle).
     ``blocked`` pulses with the request that was refused; ``blocked_fn``, ``blocked_addr`` and
     ``blocked_write`` say who, where and how, so the owner can count it.
+    :meth:`write_view` gives a field's (strobe, merged value) in the write's cycle.
+    :meth:`lock` is a signal the owner drives: while it is high, writes to that register
+    change nothing (they answer OK, as a read-only register would) and :meth:`refused`
+    pulses in their cycle, so the owner can count them.
 
     Attributes
     ----------
@@ -227,18 +253,20 @@ class RegisterFile(wiring.Component):
         self._strobes = {}
         self._writing = {}
         self._loads = {}
+        self._locks = {}
+        self._refused = {}
+        self._elaborated = False
         for reg, index, _ in regmap.instances():
             key = (reg.name, index)
             self._strobes[key] = Signal(name=f"{reg.name.lower()}_{index}_written")
             self._writing[key] = Signal(name=f"{reg.name.lower()}_{index}_writing")
+            self._refused[key] = Signal(name=f"{reg.name.lower()}_{index}_refused")
             for f in reg.fields:
                 self._fields[key + (f.name,)] = Signal(
                     f.width, init=f.reset, name=f"{reg.name.lower()}_{index}_{f.name.lower()}")
                 if f.access is Access.W1C:
                     self._sets[key + (f.name,)] = Signal(
                         name=f"{reg.name.lower()}_{index}_{f.name.lower()}_set")
-        self.w_data = Signal(REG_DATA_WIDTH)
-        self.w_mask = Signal(REG_DATA_WIDTH)
         self.blocked = Signal()
         self.blocked_fn = Signal(params.fn_width)
         self.blocked_addr = Signal(regmap.addr_width)
@@ -267,17 +295,46 @@ class RegisterFile(wiring.Component):
         any bus write in the same cycle."""
         key = self._key(name, index) + (field,)
         if key not in self._loads:
+            self._hook(f"load({name!r}, {field!r})")
             sig = self._fields[key]
             self._loads[key] = (Signal(name=f"{sig.name}_load"),
                                 Signal(len(sig), name=f"{sig.name}_load_value"))
         return self._loads[key]
 
     def writing(self, name, index=None):
-        """High in the cycle an accepted write to that register is requested, together with
-        :attr:`w_data` and :attr:`w_mask`: for fields whose owner decides what a write does."""
+        """High in the cycle an accepted write to that register is requested (what it does to
+        each field: :meth:`write_view`)."""
         return self._writing[self._key(name, index)]
 
+    def write_view(self, name, field, index=None):
+        """(strobe, value) of an accepted write to this field, in the write's cycle: see
+        :meth:`Register.write_view` (the current value is the field's flop, or what the
+        owner drives for RO/RC fields)."""
+        key = self._key(name, index)
+        strobe, value = self.regmap[name].write_view(
+            field, self.bus.req.payload.data, self.bus.req.payload.be,
+            self._fields[key + (field,)])
+        return self._writing[key] & strobe, value
+
+    def _hook(self, what):
+        if self._elaborated:
+            raise RuntimeError(f"RegisterFile {self.regmap.name}: ask for {what} before the "
+                               f"file is elaborated (in the owner's elaborate, or earlier)")
+
+    def lock(self, name, index=None):
+        """A signal the owner drives: while high, writes to the register are dropped."""
+        self._hook(f"lock({name!r})")
+        key = self._key(name, index)
+        if key not in self._locks:
+            self._locks[key] = Signal(name=f"{name.lower()}_{key[1]}_lock")
+        return self._locks[key]
+
+    def refused(self, name, index=None):
+        """High in the cycle a permitted write arrives while the register is locked."""
+        return self._refused[self._key(name, index)]
+
     def elaborate(self, platform):
+        self._elaborated = True
         m = Module()
         req, resp = self.bus.req, self.bus.resp
         p = req.payload
@@ -287,8 +344,6 @@ class RegisterFile(wiring.Component):
             permits = {scope: self.permit(scope, p) for scope in Scope}
         allowed = Signal()
         allowed_terms = []
-        be_mask = Cat(*(b.replicate(8) for b in p.be))
-        m.d.comb += [self.w_data.eq(p.data & be_mask), self.w_mask.eq(be_mask)]
 
         hit_any = Signal()
         read_data = Signal(REG_DATA_WIDTH)
@@ -299,6 +354,10 @@ class RegisterFile(wiring.Component):
             m.d.comb += hit.eq(req.valid & (p.addr == offset))
             allowed_terms.append(hit & permits[reg.scope])
             do_write = hit & p.write & permits[reg.scope]
+            lock = self._locks.get(key)
+            if lock is not None:
+                m.d.comb += self._refused[key].eq(do_write & lock)
+                do_write = do_write & ~lock
             m.d.comb += self._writing[key].eq(do_write)
             m.d.sync += self._strobes[key].eq(0)
             with m.If(do_write):
@@ -307,20 +366,19 @@ class RegisterFile(wiring.Component):
             for f in reg.fields:
                 sig = self._fields[key + (f.name,)]
                 m.d.comb += word[f.lsb:f.lsb + f.width].eq(sig)
-                wbits = p.data[f.lsb:f.lsb + f.width]
-                wmask = be_mask[f.lsb:f.lsb + f.width]
+                lanes, merged = reg.write_view(f.name, p.data, p.be, sig)
                 if f.access is Access.RW:
                     load = self._loads.get(key + (f.name,))
                     with m.If(do_write):
-                        m.d.sync += sig.eq((sig & ~wmask) | (wbits & wmask))
+                        m.d.sync += sig.eq(merged)
                     if load:                    # later, so it wins
                         with m.If(load[0]):
                             m.d.sync += sig.eq(load[1])
                 elif f.access is Access.W1C:
                     with m.If(self._sets[key + (f.name,)]):
                         m.d.sync += sig.eq(1)
-                    with m.Elif(do_write):
-                        m.d.sync += sig.eq(sig & ~(wbits & wmask))
+                    with m.Elif(do_write & lanes & p.data[f.lsb]):
+                        m.d.sync += sig.eq(0)
             read_terms.append((hit, word))
         m.d.comb += hit_any.eq(Cat(*(h for h, _ in read_terms)).any())
         m.d.comb += allowed.eq(Cat(*allowed_terms).any() if allowed_terms else 0)

@@ -1,12 +1,15 @@
 """The world switch: the GPU-IOV command interface, the save/restore sequence, and the
 hardware scheduler that hands the GPU from one function to the next."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config_space import iov_command_layout
-from .interfaces import FbMemSignature, RegBusSignature, ValidSignature
+from .counters import saturating_counter
+from .interfaces import FbMemSignature, RegBusSignature, ValidSignature, region_layout
 from .regmap import Access, Field, Register, RegisterFile, RegisterMap
 from .rr import first_after
 from .save_restore import ContextMover, CtxOp
@@ -51,6 +54,13 @@ class IovStatus(enum.Enum, shape=8):
     BAD_COMMAND = 0xE3
     #: A function-level reset of the function the command was moving cut it short.
     FLR_ABORTED = 0xE4
+    #: SAVE, LOAD, INIT, CONTEXT_SWITCH or ENABLE_AUTO_HW_SWITCH without a context save area
+    #: in FB that holds every function's context (CNTXT unset, SIZE too small, LOC = 1: a
+    #: system-memory CSA is not modelled, or not yet active in the FB partition unit).
+    NO_CSA = 0xE5
+    #: A context mover's access fell outside the active CSA and was stopped at the FB port
+    #: (cannot happen while CNTXT is locked; a guard, never a silent write elsewhere).
+    CSA_FAULT = 0xE6
 
 
 class GpuState(enum.Enum, shape=2):
@@ -100,12 +110,16 @@ def world_switch_regmap(params):
             Field("MEM_WIDTH_LOG2", 24, 4, Access.RO, "log2 of the memory port width, bits"),
         ), "What this instance was built with."),
         Register("CSA_BASE", 0x01, (
-            Field("BASE", 0, csa_bits, Access.RW, "context save area start, 4 KiB units"),
-        ), "Where function n's context is saved: (CSA_BASE + n * CSA_STRIDE) * 4 KiB."),
+            Field("BASE", 0, csa_bits, Access.RO, "active context save area start, 4 KiB "
+                  "units (the FB partition unit's CSA; 0 when there is none)"),
+            Field("OK", 31, 1, Access.RO, "an active FB CSA holds every function's context"),
+        ), "Where function n's context is saved: (CSA_BASE + n * CSA_STRIDE) * 4 KiB. "
+           "Programmed through CNTXT; read-only while CSA_LOCKED."),
         Register("CSA_STRIDE", 0x02, (
-            Field("STRIDE", 0, csa_bits, Access.RW, "4 KiB units per function",
+            Field("STRIDE", 0, csa_bits, Access.RO, "4 KiB units per function",
                   reset=stride),
-        ), "Distance between two functions' contexts (reset: one context, rounded up)."),
+        ), "Distance between two functions' contexts: one context, rounded up to 4 KiB (fixed, "
+           "so that no two functions' contexts can overlap)."),
         Register("DRAIN_TIMEOUT", 0x03, (
             Field("CYCLES", 0, 25, Access.RW, "cycles IDLE waits for the engine",
                   reset=params.drain_timeout),
@@ -116,6 +130,8 @@ def world_switch_regmap(params):
             Field("OWNER_VALID", 16, 1, Access.RO, "CUR_FN owns the GPU"),
             Field("AUTO", 17, 1, Access.RO, "the hardware scheduler runs"),
             Field("BUSY", 18, 1, Access.RO, "a command or an automatic switch is running"),
+            Field("CSA_LOCKED", 19, 1, Access.RO, "CNTXT is read-only: a context is valid, a "
+                  "function is on the GPU or a command runs"),
         ), "Where the world switch is."),
         Register("SCHED", 0x05, (
             Field("LIQUID", 0, 1, Access.RW, "auto mode skips functions with no pending "
@@ -139,6 +155,23 @@ def world_switch_regmap(params):
         Register("SWITCH_MAX", 0x11, (
             Field("CYCLES", 0, cw, Access.RC, "longest whole switch; any write clears"),
         ), "Cycles of the longest whole world switch."),
+        Register("HOST_SWITCHES", 0x12, (
+            Field("COUNT", 0, cw, Access.RC, "host-driven switches; any write clears"),
+        ), "Host-driven switches: IDLE_GPU(A), SAVE_GPU_STATE(A), LOAD_GPU_STATE(B), "
+           "RUN_GPU(B), each COMMAND_DONE, with no other command between (GIM's sequence)."),
+        Register("HOST_SWITCH_LAST", 0x13, (
+            Field("CYCLES", 0, cw, Access.RO, "IDLE_GPU taken to RUN_GPU done, the last one"),
+        ), "Cycles of the last host-driven switch, the host's gaps between commands included."),
+        Register("HOST_SWITCH_MAX", 0x18, (
+            Field("CYCLES", 0, cw, Access.RC, "longest host-driven switch; any write clears"),
+        ), "Cycles of the longest host-driven switch."),
+        Register("REFUSED", 0x19, (
+            Field("EXECUTE_BUSY", 0, 16, Access.RC, "CMD_CONTROL writes while a command ran "
+                  "(saturating); any write clears both"),
+            Field("CNTXT_LOCKED", 16, 16, Access.RC, "CNTXT writes while CSA_LOCKED "
+                  "(saturating)"),
+        ), "Capability writes refused to keep the running command and the saved contexts "
+           "intact."),
         Register("CTX_VALID", 0x14, (
             Field("MASK", 0, 32, Access.RO, "bit b: function 32k + b has a saved or "
                   "initialized context (may be loaded)"),
@@ -243,6 +276,11 @@ class WorldSwitch(wiring.Component):
             "state_wr": In(ValidSignature(mover.state_wr.payload.shape())),
             "state_rd": In(ValidSignature(mover.state_rd.payload.shape())),
             "state_rdata": Out(p.mem_width),
+            "csa": In(region_layout(p)),
+            "csa_locked": Out(1),
+            "ctx_fault": In(1),
+            "execute_refused": In(1),
+            "cntxt_refused": In(1),
         })
 
     def elaborate(self, platform):
@@ -389,13 +427,28 @@ class WorldSwitch(wiring.Component):
         target = Signal.like(cur)           # the function the current phase works on
         nxt = Signal.like(cur)              # the incoming function of a switch
         switching = Signal()                # after this phase: LOAD nxt, then RUN
+        # The CSA is the FB partition unit's active one: the PF programs it through CNTXT
+        # and it is locked while anything here depends on it. It must hold every function's
+        # context (a fixed stride apart, so no two contexts overlap); a guard at the FB port
+        # stops any mover access outside it all the same (ctx_fault).
         unit_log2 = CSA_UNIT.bit_length() - 1
-        csa_base, csa_stride = regs.f("CSA_BASE", "BASE"), regs.f("CSA_STRIDE", "STRIDE")
+        csa_base = Signal(len(regs.f("CSA_BASE", "BASE")))
+        csa_ok = Signal()
+        stride = regs.f("CSA_STRIDE", "STRIDE")
+        need = -(-(n * self.regmap["CSA_STRIDE"].field("STRIDE").reset * CSA_UNIT)
+                 // p.fb_granule)
+        m.d.sync += [csa_base.eq(Mux(self.csa.valid, self.csa.base << (p.granule_bits - unit_log2),
+                                     0)),
+                     csa_ok.eq(self.csa.valid & (self.csa.size >= need))]
+        m.d.comb += [regs.f("CSA_BASE", "BASE").eq(csa_base), regs.f("CSA_BASE", "OK").eq(csa_ok)]
         # Registered (the multiply is slow): a mover starts in its phase's second cycle.
-        m.d.sync += [act_cmd.base.eq((csa_base + target * csa_stride) << unit_log2),
-                     sh_cmd.base.eq((csa_base + nxt * csa_stride) << unit_log2)]
-        m.d.comb += [sh_cmd.op.eq(CtxOp.LOAD), act_abort.eq(flr.bit_select(target, 1)),
-                     sh_abort.eq(flr.bit_select(nxt, 1))]
+        m.d.sync += [act_cmd.base.eq((csa_base + target * stride) << unit_log2),
+                     sh_cmd.base.eq((csa_base + nxt * stride) << unit_log2)]
+        # A fault stops both movers; the sequence ends after the phase (see ``faulted``).
+        faulted = Signal()
+        m.d.comb += [sh_cmd.op.eq(CtxOp.LOAD),
+                     act_abort.eq(flr.bit_select(target, 1) | self.ctx_fault),
+                     sh_abort.eq(flr.bit_select(nxt, 1) | self.ctx_fault)]
 
         # --- Auto mode: the next function to run ----------------------------------------
         slices = Array(regs.f("TIME_SLICE", "CYCLES", k) for k in range(n))
@@ -445,6 +498,21 @@ class WorldSwitch(wiring.Component):
             with m.If(host):
                 m.d.sync += status.eq(code)
 
+        def stop(code, new_state):
+            """End whatever runs, host command or automatic switch, leaving the GPU in
+            ``new_state``: a drain timeout or a CSA fault. Auto mode ends: the PF has to look."""
+            m.d.sync += [state.eq(new_state), self.hang_irq.eq(1), auto.eq(0),
+                         switching.eq(0), host.eq(0), self.iov_done.eq(1), status.eq(code)]
+            m.next = "READY"
+
+        # A mover access the FB port stopped (outside the active CSA) ends the sequence once
+        # the movers have stopped, never goes on to overwrite a context that was not saved.
+        # (Set by a fault pulse, cleared in READY, where no mover runs.)
+        with m.If(self.ctx_fault):
+            m.d.sync += faulted.eq(1)
+        fault_now = faulted | self.ctx_fault
+        saved = ~act_aborted & ~fault_now        # the live mover's context is whole in FB
+
         def start_mover(op, zero):
             """The live set's mover takes the command in the phase's second cycle (the first
             sets up its address); the phase waits for its done."""
@@ -456,11 +524,15 @@ class WorldSwitch(wiring.Component):
 
         with m.FSM(name="ws") as fsm:
             with m.State("READY"):
+                m.d.sync += faulted.eq(0)
                 with m.If(cmd_valid):
                     m.d.sync += [cmd_valid.eq(0), count.eq(0), switch_count.eq(0)]
-                    self._decode(m, cmd, c_fn, c_fn_ok, c_nxt, c_nxt_ok, is_cur, state, auto,
-                                 ctx_valid, status, host, target, nxt, switching, slice_count,
-                                 cur, self.iov_done)
+                    self._decode(m, SimpleNamespace(
+                        cmd=cmd, fn=c_fn, fn_ok=c_fn_ok, nxt_fn=c_nxt, nxt_ok=c_nxt_ok,
+                        is_cur=is_cur, state=state, auto=auto, ctx_valid=ctx_valid,
+                        csa_ok=csa_ok, status=status, host=host, target=target, nxt=nxt,
+                        switching=switching, slice_count=slice_count, cur=cur,
+                        done=self.iov_done))
                 with m.Elif(auto & (state == GpuState.RUNNING)):
                     m.d.sync += slice_count.eq(slice_count + 1)
                     with m.If(slice_over & has_next):
@@ -501,21 +573,19 @@ class WorldSwitch(wiring.Component):
                         finish(IovStatus.COMMAND_DONE)
                         m.next = "READY"
                 with m.Elif(count + 1 >= regs.f("DRAIN_TIMEOUT", "CYCLES")):
-                    # A hang ends auto mode too: the PF has to look.
-                    m.d.sync += [state.eq(GpuState.STOPPED), self.hang_irq.eq(1), auto.eq(0),
-                                 switching.eq(0), host.eq(0), self.iov_done.eq(1),
-                                 status.eq(IovStatus.GFX_HANG)]
+                    stop(IovStatus.GFX_HANG, GpuState.STOPPED)
                     end_phase(Phase.IDLE)
-                    m.next = "READY"
 
             with m.State("SAVE"):
                 start_mover(CtxOp.SAVE, zero=False)
                 with m.If(act_done):
                     end_phase(Phase.SAVE)
-                    with m.If(~act_aborted):
+                    with m.If(saved):
                         m.d.comb += ctx_set.eq(1 << target)
                         m.d.sync += state.eq(GpuState.EMPTY)
-                    with m.If(switching):
+                    with m.If(fault_now):
+                        stop(IovStatus.CSA_FAULT, GpuState.STOPPED)   # still on the GPU
+                    with m.Elif(switching):
                         m.d.sync += target.eq(nxt)
                         phase_status(IovStatus.LOADING)
                         m.next = "LOAD"
@@ -529,7 +599,9 @@ class WorldSwitch(wiring.Component):
                     end_phase(Phase.LOAD)
                     # The incoming context may have been reset after the command was
                     # checked, before the mover started: then it was aborted at once.
-                    with m.If(act_aborted | ~ctx_valid.bit_select(target, 1)):
+                    with m.If(fault_now):
+                        stop(IovStatus.CSA_FAULT, GpuState.EMPTY)
+                    with m.Elif(act_aborted | ~ctx_valid.bit_select(target, 1)):
                         m.d.sync += state.eq(GpuState.EMPTY)
                         finish(IovStatus.FLR_ABORTED)
                         m.next = "READY"
@@ -561,24 +633,29 @@ class WorldSwitch(wiring.Component):
                 # the shadow set at the same time, each on its own memory port.
                 m.d.comb += busy.eq(1)
                 started = Signal(name="started_overlap")     # both movers, together
-                a_fin, s_fin, s_abt = Signal(), Signal(), Signal()
+                a_fin, a_abt, s_fin, s_abt = Signal(), Signal(), Signal(), Signal()
                 m.d.comb += [act_cmd.op.eq(CtxOp.SAVE), act_valid.eq(~started & (count != 0)),
                              sh_valid.eq(~started & (count != 0))]
                 with m.If(count != 0):
                     m.d.sync += started.eq(1)
                 with m.If(act_done):
-                    m.d.sync += a_fin.eq(1)
+                    m.d.sync += [a_fin.eq(1), a_abt.eq(~saved)]
                     record_phase(Phase.SAVE)
-                    with m.If(~act_aborted):
+                    with m.If(saved):
                         m.d.comb += ctx_set.eq(1 << target)
                 with m.If(sh_done):
                     m.d.sync += [s_fin.eq(1), s_abt.eq(sh_aborted)]
                     record_phase(Phase.LOAD)
                 load_failed = Mux(sh_done, sh_aborted, s_abt) | ~ctx_valid.bit_select(nxt, 1)
+                save_failed = Mux(act_done, ~saved, a_abt)
                 with m.If((a_fin | act_done) & (s_fin | sh_done)):
                     m.d.sync += [started.eq(0), a_fin.eq(0), s_fin.eq(0),
                                  count.eq(0), state.eq(GpuState.EMPTY)]
-                    with m.If(load_failed):
+                    with m.If(fault_now):
+                        # The live set still holds the outgoing context unless it was saved.
+                        stop(IovStatus.CSA_FAULT,
+                             Mux(save_failed, GpuState.STOPPED, GpuState.EMPTY))
+                    with m.Elif(load_failed):
                         finish(IovStatus.FLR_ABORTED)
                         m.next = "READY"
                     with m.Else():
@@ -601,10 +678,56 @@ class WorldSwitch(wiring.Component):
                 start_mover(CtxOp.SAVE, zero=True)
                 with m.If(act_done):
                     m.d.sync += count.eq(0)
-                    with m.If(~act_aborted):
+                    with m.If(saved):
                         m.d.comb += ctx_set.eq(1 << target)
-                    finish(Mux(act_aborted, IovStatus.FLR_ABORTED, IovStatus.COMMAND_DONE))
-                    m.next = "READY"
+                    with m.If(fault_now):
+                        stop(IovStatus.CSA_FAULT, state)
+                    with m.Else():
+                        finish(Mux(act_aborted, IovStatus.FLR_ABORTED, IovStatus.COMMAND_DONE))
+                        m.next = "READY"
+
+        # --- CNTXT is read-only while anything here depends on the CSA -----------------
+        m.d.comb += self.csa_locked.eq(ctx_valid.any() | (state != GpuState.EMPTY) | cmd_valid |
+                                       ~fsm.ongoing("READY") | auto)
+        m.d.comb += regs.f("STATE", "CSA_LOCKED").eq(self.csa_locked)
+        clear = regs.written("REFUSED")
+        for field, event in (("EXECUTE_BUSY", self.execute_refused),
+                             ("CNTXT_LOCKED", self.cntxt_refused)):
+            m.d.comb += regs.f("REFUSED", field).eq(saturating_counter(
+                m, 16, event, clear, name=f"refused_{field.lower()}"))
+
+        # --- Host-driven switches: IDLE(A), SAVE(A), LOAD(B), RUN(B), each done, in a row --
+        # Judged as each command ends (iov_done, with its final status and code), so every
+        # way a command can end (refused, failed, aborted) breaks the sequence.
+        host_cmd = Signal(IovCommand, init=IovCommand.IDLE_GPU)
+        host_step = Signal(range(4))
+        hs_cycles, hs_last, hs_max, hs_count = Signal(32), Signal(32), Signal(32), Signal(32)
+        m.d.comb += [regs.f("HOST_SWITCH_LAST", "CYCLES").eq(hs_last),
+                     regs.f("HOST_SWITCH_MAX", "CYCLES").eq(hs_max),
+                     regs.f("HOST_SWITCHES", "COUNT").eq(hs_count)]
+        m.d.sync += hs_cycles.eq(hs_cycles + 1)
+        with m.If(fsm.ongoing("READY") & cmd_valid):
+            m.d.sync += host_cmd.eq(cmd.command)
+            with m.If(cmd.command == IovCommand.IDLE_GPU):
+                m.d.sync += hs_cycles.eq(0)
+        with m.If(regs.written("HOST_SWITCH_MAX")):
+            m.d.sync += hs_max.eq(0)
+        with m.If(regs.written("HOST_SWITCHES")):
+            m.d.sync += hs_count.eq(0)
+        done_ok = status == IovStatus.COMMAND_DONE
+        steps = (IovCommand.IDLE_GPU, IovCommand.SAVE_GPU_STATE, IovCommand.LOAD_GPU_STATE,
+                 IovCommand.RUN_GPU)
+        with m.If(self.iov_done):
+            m.d.sync += host_step.eq(0)
+            for k, step in enumerate(steps):
+                # IDLE_GPU starts a sequence whatever came before; the others continue one.
+                in_turn = done_ok & (host_cmd == step) & ((host_step == k) if k else 1)
+                with m.If(in_turn):
+                    if k + 1 < len(steps):
+                        m.d.sync += host_step.eq(k + 1)
+                    else:
+                        record(hs_last, hs_max, hs_cycles + 1)
+                        m.d.sync += hs_count.eq(hs_count + 1)
 
         for seq in SeqState:
             with m.If(fsm.ongoing(seq.name)):
@@ -615,65 +738,72 @@ class WorldSwitch(wiring.Component):
         return m
 
     @staticmethod
-    def _decode(m, cmd, c_fn, c_fn_ok, c_nxt, c_nxt_ok, is_cur, state, auto, ctx_valid,
-                status, host, target, nxt, switching, slice_count, cur, done):
-        """Check a host command; start it, or end it at once with the reason it is refused."""
+    def _decode(m, c):
+        """Check a host command (``c``: the signals it reads and writes, by name); start it,
+        or end it at once with the reason it is refused."""
         known = Signal()
         legal = Signal()
         needs_nxt = Signal()
-        first = Signal(range(4))            # 0 DRAIN, 1 SAVE, 2 LOAD, 3 RUN
-        running = state == GpuState.RUNNING
-        with m.Switch(cmd.command):
+        needs_csa = Signal()
+        running = c.state == GpuState.RUNNING
+        with m.Switch(c.cmd.command):
             with m.Case(IovCommand.IDLE_GPU):
                 # In auto mode the owner changes under the host's feet: IDLE_GPU of any
                 # function idles whoever owns the GPU and ends auto mode.
-                m.d.comb += [known.eq(1), legal.eq(running & (is_cur | auto))]
+                m.d.comb += [known.eq(1), legal.eq(running & (c.is_cur | c.auto))]
             with m.Case(IovCommand.SAVE_GPU_STATE):
-                m.d.comb += [known.eq(1), legal.eq(~auto & (state == GpuState.STOPPED) & is_cur)]
+                m.d.comb += [known.eq(1), needs_csa.eq(1),
+                             legal.eq(~c.auto & (c.state == GpuState.STOPPED) & c.is_cur)]
             with m.Case(IovCommand.LOAD_GPU_STATE):
-                m.d.comb += [known.eq(1), legal.eq(~auto & (state == GpuState.EMPTY) &
-                                                   ctx_valid.bit_select(c_fn, 1))]
+                m.d.comb += [known.eq(1), needs_csa.eq(1),
+                             legal.eq(~c.auto & (c.state == GpuState.EMPTY) &
+                                      c.ctx_valid.bit_select(c.fn, 1))]
             with m.Case(IovCommand.RUN_GPU):
-                m.d.comb += [known.eq(1), legal.eq(~auto & (state == GpuState.LOADED) & is_cur)]
+                m.d.comb += [known.eq(1),
+                             legal.eq(~c.auto & (c.state == GpuState.LOADED) & c.is_cur)]
             with m.Case(IovCommand.CONTEXT_SWITCH):
-                m.d.comb += [known.eq(1), needs_nxt.eq(1),
-                             legal.eq(~auto & running & is_cur & ctx_valid.bit_select(c_nxt, 1))]
+                m.d.comb += [known.eq(1), needs_nxt.eq(1), needs_csa.eq(1),
+                             legal.eq(~c.auto & running & c.is_cur &
+                                      c.ctx_valid.bit_select(c.nxt_fn, 1))]
             with m.Case(IovCommand.ENABLE_AUTO_HW_SWITCH):
-                m.d.comb += [known.eq(1), legal.eq(~auto & running & is_cur)]
+                m.d.comb += [known.eq(1), needs_csa.eq(1), legal.eq(~c.auto & running & c.is_cur)]
             with m.Case(IovCommand.INIT_GPU):
-                m.d.comb += [known.eq(1), legal.eq(~((state != GpuState.EMPTY) & is_cur))]
+                m.d.comb += [known.eq(1), needs_csa.eq(1),
+                             legal.eq(~((c.state != GpuState.EMPTY) & c.is_cur))]
 
         def refuse(code):
-            m.d.sync += [status.eq(code), done.eq(1)]
+            m.d.sync += [c.status.eq(code), c.done.eq(1)]
 
         with m.If(~known):
             refuse(IovStatus.BAD_COMMAND)
-        with m.Elif(~c_fn_ok | (needs_nxt & ~c_nxt_ok)):
+        with m.Elif(~c.fn_ok | (needs_nxt & ~c.nxt_ok)):
             refuse(IovStatus.BAD_FUNCTION)
+        with m.Elif(needs_csa & ~c.csa_ok):
+            refuse(IovStatus.NO_CSA)
         with m.Elif(~legal):
             refuse(IovStatus.ILLEGAL_STATE)
         with m.Else():
-            m.d.sync += [host.eq(1), switching.eq(0)]
-            with m.Switch(cmd.command):
+            m.d.sync += [c.host.eq(1), c.switching.eq(0)]
+            with m.Switch(c.cmd.command):
                 with m.Case(IovCommand.IDLE_GPU):
-                    m.d.sync += [target.eq(cur), auto.eq(0), status.eq(IovStatus.IDLING)]
+                    m.d.sync += [c.target.eq(c.cur), c.auto.eq(0), c.status.eq(IovStatus.IDLING)]
                     m.next = "DRAIN"
                 with m.Case(IovCommand.SAVE_GPU_STATE):
-                    m.d.sync += [target.eq(cur), status.eq(IovStatus.SAVING)]
+                    m.d.sync += [c.target.eq(c.cur), c.status.eq(IovStatus.SAVING)]
                     m.next = "SAVE"
                 with m.Case(IovCommand.LOAD_GPU_STATE):
-                    m.d.sync += [target.eq(c_fn), status.eq(IovStatus.LOADING)]
+                    m.d.sync += [c.target.eq(c.fn), c.status.eq(IovStatus.LOADING)]
                     m.next = "LOAD"
                 with m.Case(IovCommand.RUN_GPU):
-                    m.d.sync += [target.eq(cur), status.eq(IovStatus.ENABLING)]
+                    m.d.sync += [c.target.eq(c.cur), c.status.eq(IovStatus.ENABLING)]
                     m.next = "RUN"
                 with m.Case(IovCommand.CONTEXT_SWITCH):
-                    m.d.sync += [target.eq(cur), nxt.eq(c_nxt), switching.eq(1),
-                                 status.eq(IovStatus.IDLING)]
+                    m.d.sync += [c.target.eq(c.cur), c.nxt.eq(c.nxt_fn), c.switching.eq(1),
+                                 c.status.eq(IovStatus.IDLING)]
                     m.next = "DRAIN"
                 with m.Case(IovCommand.ENABLE_AUTO_HW_SWITCH):
-                    m.d.sync += [auto.eq(1), slice_count.eq(0), host.eq(0),
-                                 status.eq(IovStatus.COMMAND_DONE), done.eq(1)]
+                    m.d.sync += [c.auto.eq(1), c.slice_count.eq(0), c.host.eq(0),
+                                 c.status.eq(IovStatus.COMMAND_DONE), c.done.eq(1)]
                 with m.Case(IovCommand.INIT_GPU):
-                    m.d.sync += [target.eq(c_fn), status.eq(IovStatus.INITING)]
+                    m.d.sync += [c.target.eq(c.fn), c.status.eq(IovStatus.INITING)]
                     m.next = "INIT"

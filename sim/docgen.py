@@ -39,7 +39,9 @@ def generated_docs(params=None):
             "FB partition unit: configuration registers",
             f"PF-only port; dword offsets in a {fb.addr_width}-bit space; shown for "
             f"{p.num_vfs} VFs (arrays grow with `num_vfs`). Field widths of granule counts "
-            f"follow the FB size ({p.granule_width} bits here).", fb),
+            f"follow the FB size ({p.granule_width} bits here). In the whole GPU the "
+            f"GPU-IOV capability programs the layout (VFn_FB_*, CNTXT), so its window has "
+            f"no CSA_* and SLICE_* registers.", fb),
         "mmio_regs.md": _page(
             "Register BAR (MMIO)",
             f"Dword offsets in the register BAR; scope in italics after each name; shown for "

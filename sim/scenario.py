@@ -242,6 +242,8 @@ class _Hypervisor:
         self.cur = None
         self.flrs = sorted(sc.flr)
         self.commands = []        # (command, fn, nxt, status, cycles from write to done)
+        #: Violation counters read just before each FLR cleared them: {kind: {vf: n}}.
+        self.before_flr = {"fb_violations": {}, "reg_violations": {}, "xfn_blocked": {}}
         self.guests = []          # the guests' agents: it serves them until they are done
 
     async def command(self, command, fn=0, nxt=0):
@@ -275,8 +277,9 @@ class _Hypervisor:
             layout = await fbp.read_fields("LAYOUT_STATUS")
             if not layout["BUSY"]:
                 break
-        if layout["OVERLAP"] or layout["EMPTY"] or layout["PAST_END"]:
-            raise AssertionError(f"FB layout refused by the partition unit: {layout}")
+        if layout["REFUSED"]:
+            last = await fbp.read_fields("LAYOUT_LAST")
+            raise AssertionError(f"FB layout refused by the partition unit: {last}")
         mode = sc.mode
         await self.ws.write("SCHED", LIQUID=int(mode == "auto-liquid"),
                             OVERLAP=int(mode == "overlapped"))
@@ -312,7 +315,23 @@ class _Hypervisor:
                 await self.mb.post(vf, PfEvent.READY_TO_ACCESS_GPU)
                 await self.mb.finish_post(vf)
 
+    async def vf_counters(self, vf):
+        """VF ``vf``'s violation counters, as the PF reads them (an FLR clears them)."""
+        sys = self.sys
+        return {"fb_violations": await sys.bus("fb_partition").read("VIOL_COUNT", vf),
+                "reg_violations": await sys.bus("mmio").read("VIOL_COUNT", vf),
+                "xfn_blocked": await sys.bus("gpu").read("XFN_COUNT", vf)}
+
     async def do_flr(self, vf):
+        # The VM is stopped while its VF is reset (a real hypervisor pauses it), so the
+        # counters read just before the FLR hold every violation it made until then.
+        guest = next((g for g in self.guests if g.vf == vf), None)
+        if guest:
+            guest.hold = True
+            while guest.in_action:
+                await self.sys.wait(4)
+        for kind, n in (await self.vf_counters(vf)).items():
+            self.before_flr[kind][vf] = self.before_flr[kind].get(vf, 0) + n
         self.out["flrs"].append((self.sys.cycle, vf))
         await self.cfg.write(vf, "DEV_CTL", INITIATE_FLR=1)
         self.sys.flr(vf)
@@ -324,6 +343,8 @@ class _Hypervisor:
             await self.command(IovCommand.LOAD_GPU_STATE, nxt)
             await self.command(IovCommand.RUN_GPU, nxt)
             self.cur = nxt
+        if guest:
+            guest.hold = False
 
     def finished(self):
         sys, sc = self.sys, self.sc
@@ -348,13 +369,11 @@ class _Hypervisor:
 
     async def collect(self):
         """The PF's counters, read the way a hypervisor would."""
-        sys = self.sys
-        fbp, mmio, gpu = sys.bus("fb_partition"), sys.bus("mmio"), sys.bus("gpu")
+        gpu = self.sys.bus("gpu")
         counters = {"fb_violations": {}, "reg_violations": {}, "xfn_blocked": {}}
         for vf in range(1, self.sc.num_vfs + 1):
-            counters["fb_violations"][vf] = await fbp.read("VIOL_COUNT", vf)
-            counters["reg_violations"][vf] = await mmio.read("VIOL_COUNT", vf)
-            counters["xfn_blocked"][vf] = await gpu.read("XFN_COUNT", vf)
+            for kind, n in (await self.vf_counters(vf)).items():
+                counters[kind][vf] = n + self.before_flr[kind].get(vf, 0)
         counters["doorbell_ur"] = await gpu.read("DB_UR")
         counters["host_ur"] = await gpu.read("HOST_UR")
         counters["switches"] = await self.ws.read("SWITCHES")
@@ -362,6 +381,11 @@ class _Hypervisor:
         counters["switch_max"] = await self.ws.read("SWITCH_MAX")
         counters["phase_last"] = [await self.ws.read("PHASE_LAST", k) for k in range(4)]
         counters["phase_max"] = [await self.ws.read("PHASE_MAX", k) for k in range(4)]
+        counters["host_switches"] = await self.ws.read("HOST_SWITCHES")
+        counters["host_switch_last"] = await self.ws.read("HOST_SWITCH_LAST")
+        counters["host_switch_max"] = await self.ws.read("HOST_SWITCH_MAX")
+        counters["scrub_last"] = await gpu.read("SCRUB_LAST")
+        counters["scrub_granules"] = await gpu.read("SCRUB_GRANULES")
         self.out["counters"] = counters
         self.out["commands"] = self.commands
 
@@ -385,6 +409,8 @@ class _Guest:
         self.shadow = {}          # FB offset -> value this VM wrote there
         self.value = 0
         self.done = False
+        self.hold = False         # the hypervisor stops the VM (an FLR of its VF)
+        self.in_action = False
 
     def _gap(self, every):
         return self.rng.randint(1, 2 * every - 1) if every > 1 else 1
@@ -480,8 +506,13 @@ class _Guest:
             if due[k] > sys.cycle:
                 await sys.wait(due[k] - sys.cycle)
                 continue
+            if self.hold:
+                await sys.wait(4)
+                continue
             every, act = actions[k]
+            self.in_action = True
             await act(self.rng.random() < wl.misbehave)
+            self.in_action = False
             due[k] = sys.cycle + self._gap(every)
         self.out["tally"] = self.tally
         self.out["errors"] = self.errors

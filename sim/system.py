@@ -25,11 +25,15 @@ from .drivers import RegAccessError
 from .fbmem import FbMemoryModel
 from .host import rid_of
 
-__all__ = ["System", "Engine", "Monitor", "HostBus", "SimulationStall"]
+__all__ = ["System", "Engine", "Monitor", "HostBus", "SimulationStall", "HostPortError"]
 
 
 class SimulationStall(RuntimeError):
     """The system stopped making progress (an agent waits for an answer that never comes)."""
+
+
+class HostPortError(AssertionError):
+    """The host port broke its promise: an accepted request unanswered, or answered twice."""
 
 
 class _Agent:
@@ -243,6 +247,10 @@ class System:
         #: (kind, write, cycles from acceptance to answer) of every host request
         self.answer_cycles = []
         self.bars = None          # set by the hypervisor after enumeration
+        #: Cycles within which every accepted host request must be answered: a host FB
+        #: access may wait out a whole serial switch's context traffic (both ways), the
+        #: rest answer in a few cycles.
+        self.answer_limit = 8 * params.ctx_beats + 8 * self.fbmem.latency + 4096
         self.maps = {"mmio": mmio_regmap(params), "fb_partition": fb_partition_regmap(params),
                      "world_switch": world_switch_regmap(params), "gpu": gpu_regmap(params)}
         tb.set("pf_rid", pf_rid)
@@ -299,18 +307,50 @@ class System:
             self._queue.append((agent, op))
 
     # --- the loop -----------------------------------------------------------------------
+    def describe(self, op):
+        """Where a host request went, in words: for error messages."""
+        f = op.fields
+        what = "write" if f["write"] else "read"
+        if f["kind"] == HostKind.CONFIG:
+            return f"configuration {what} of RID {f['rid']:#06x} dword {f['addr'] // 4:#x}"
+        where = f"{f['addr']:#x}"
+        for fn in range(self.p.num_fns) if self.bars else ():
+            for index in (0, 2, 5):
+                base = self.bar_base(fn, index)
+                size = (self.bars["pf_bars"] if fn == 0 else self.bars["vf_bars"])[index][1]
+                if base <= f["addr"] < base + size:
+                    where = f"function {fn} BAR{index} + {f['addr'] - base:#x}"
+        return f"memory {what} by function {f['fn']}'s driver at {where}"
+
+    def _check_answers(self, now=False):
+        """Every accepted request is answered within ``answer_limit`` cycles (at the end of
+        the run: at all)."""
+        for tag, (_, op, issued) in self._inflight.items():
+            if now or self.cycle - issued > self.answer_limit:
+                raise HostPortError(
+                    f"host request tag {tag} ({self.describe(op)}), accepted in cycle "
+                    f"{issued + 1}, unanswered at cycle {self.cycle}")
+
     async def run(self, limit, progress=None):
         """Run until every agent has finished; raise if that takes more than ``limit``.
-        ``progress(cycle)`` is called every 1000 cycles."""
+        ``progress(cycle)`` is called every 1000 cycles. Every accepted host request must
+        be answered exactly once: :class:`HostPortError` names the one that is not."""
         tb = self.tb
         while any(a.alive for a in self.agents):
             if progress and self.cycle % 1000 == 0:
                 progress(self.cycle)
+            if self.cycle % 256 == 0:
+                self._check_answers()
             if self.cycle >= limit:
+                self._check_answers(now=True)
                 raise SimulationStall(f"agents still running after {limit} cycles")
             # Answers of the last edge; then agents whose wait is over.
             if tb.get("host__resp__valid"):
                 resp = tb.get("host__resp__payload")
+                if int(resp.tag) not in self._inflight:
+                    raise HostPortError(f"an answer with tag {int(resp.tag)} in cycle "
+                                        f"{self.cycle}: no request with that tag is in flight "
+                                        f"(answered twice, or never asked)")
                 agent, op, issued = self._inflight.pop(int(resp.tag))
                 self._free_tags.append(int(resp.tag))
                 self.answer_cycles.append((op.fields["kind"].name, op.fields["write"],
@@ -336,6 +376,7 @@ class System:
                 tb.set("host__req__valid", 0)
             await tb.tick()
             self.cycle += 1
+        self._check_answers(now=True)
         return self.cycle
 
     def _note_doorbell(self, f):

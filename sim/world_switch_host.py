@@ -70,6 +70,9 @@ class WorldSwitchTB:
             tb.set("vf_enable", 1)
         tb.set("shared_in", self.shared)
         tb.set("has_work", 0)
+        # The world switch alone saves contexts wherever the active CSA says; here all of
+        # FB (the whole GPU's FB partition unit gives it a real one).
+        tb.set("csa", {"base": 0, "size": params.fb_granules, "valid": 1})
 
     # --- one cycle ----------------------------------------------------------------------
     async def step(self, flr=()):

@@ -33,16 +33,13 @@ def test_top_refuses_a_pf_register_bar_too_small_for_its_windows():
 
 
 def test_capability_writes_program_the_fb_partition_and_world_switch(amaranth_run):
-    # REFERENCE.md: VFn_FB_SIZE is size/16MiB - 1, VFn_FB_OFFSET offset/16MiB; the partition
-    # counts 16 MiB granules (the default), the world switch 4 KiB units.
-    granule = PARAMS.fb_granule
-    assert amaranth_run["slice"] == [SLICE_OFFSET_UNITS * 16 * MiB // granule,
-                                     1 << 31 | SLICE_SIZE_UNITS * 16 * MiB // granule]
-    assert amaranth_run["csa"] == [CSA_OFFSET_UNITS * 16 * MiB // granule,
-                                   CSA_SIZE_UNITS * 16 * MiB // granule,
-                                   CSA_OFFSET_UNITS * 16 * MiB // 4096]
+    # REFERENCE.md: VFn_FB_SIZE is size/16MiB - 1, VFn_FB_OFFSET offset/16MiB; CNTXT's
+    # OFFSET in the same unit. Active: the CSA (region 0) and VF 1's slice (region 1) only.
+    assert amaranth_run["active"] == 0b11
+    assert amaranth_run["csa"] == {"BASE": CSA_OFFSET_UNITS * 16 * MiB // 4096, "OK": 1}
     layout = amaranth_run["layout"]
-    assert not (layout["OVERLAP"] or layout["EMPTY"] or layout["PAST_END"])
+    assert not (layout["BUSY"] or layout["REFUSED"])
+    assert amaranth_run["consumed"] == SLICE_SIZE_UNITS       # only VF 1 has a slice
 
 
 def test_vf_fb_write_lands_at_its_slice_base_plus_offset_in_one_lane(amaranth_run):

@@ -175,7 +175,7 @@ def test_cli_report_exits_2_with_one_line_on_a_bad_scenario(tmp_path):
 
 def test_cli_report_writes_json_and_plots(tmp_path):
     sc = tmp_path / "tiny.json"
-    sc.write_text(json.dumps(with_(SMALL, name="tiny", run_cycles=1200).to_dict()))
+    sc.write_text(json.dumps(with_(SMALL, name="tiny", run_cycles=2000).to_dict()))
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "sim.cli", "report", str(sc), "-o", str(out)],
                           capture_output=True, text=True, cwd=REPO_ROOT)

@@ -1,7 +1,9 @@
 """Reference model of the FB partition rules, in plain Python and in bytes.
 
 Written from the rules in docs/fb_partition.md, not from the RTL: it works on byte ranges
-where the hardware works on granules, and applies the documented priority of refusals.
+where the hardware works on granules, and applies the documented priority of refusals. The
+layout rules are judged as properties of the active set the hardware reports (which regions
+win depends on when the PF wrote them), then accesses are judged by that set.
 """
 
 from dataclasses import dataclass
@@ -26,11 +28,8 @@ class FbPartitionModel:
         self.csa_size = 0
         self.counters = [0] * params.num_fns
         self.last = None      # (fn, addr, kind, origin, write)
+        self.active = set()   # regions accesses are judged by (0 = CSA, n = VF n)
 
-    # --- configuration ---------------------------------------------------------------
-    def csa_range(self):
-        g = self.p.fb_granule
-        return self.csa_base * g, (self.csa_base + self.csa_size) * g
 
     # --- one access ----------------------------------------------------------------------
     def check(self, fn, origin, addr):
@@ -50,7 +49,7 @@ class FbPartitionModel:
                 return Status.OK, addr, Violation.NONE
             return self._blocked(Violation.OUTSIDE_SLICE)
         s = self.slices[fn]
-        if not s.enable:
+        if fn not in self.active:
             return self._blocked(Violation.NO_SLICE)
         if addr >= s.size * g or (origin == FbOrigin.HOST and addr >= p.vf_fb_aperture):
             return self._blocked(Violation.OUTSIDE_SLICE)
@@ -71,32 +70,60 @@ class FbPartitionModel:
         self.counters[index] = min(self.counters[index] + 1, (1 << self.p.counter_width) - 1)
         self.last = (fn, addr, kind, origin, write)
 
-    # --- layout report ---------------------------------------------------------------
-    def regions(self):
-        """Region 0 = CSA (enabled when non-empty), n = VF n's slice."""
+    # --- the layout rules ------------------------------------------------------------------
+    def programmed_regions(self):
+        """Region 0 = CSA (valid when non-empty), n = VF n's slice, as the PF programmed them."""
         yield 0, Slice(self.csa_base, self.csa_size, self.csa_size != 0)
         yield from self.slices.items()
 
-    def layout_status(self):
-        """OVERLAP / EMPTY / PAST_END and the first offender, in sweep order (i, then j >= i)."""
-        regions = list(self.regions())
-        flags = {"OVERLAP": 0, "EMPTY": 0, "PAST_END": 0, "FN_A": 0, "FN_B": 0}
-        first = None
-        for a_index, (i, a) in enumerate(regions):
-            for j, b in regions[a_index:]:
-                if i == j:
-                    empty = i != 0 and a.enable and a.size == 0
-                    past = a.enable and a.base + a.size > self.p.fb_granules
-                    flags["EMPTY"] |= empty
-                    flags["PAST_END"] |= past
-                    hit = (i, 0) if empty or past else None
-                else:
-                    live = a.enable and b.enable and a.size and b.size
-                    overlap = bool(live and a.base < b.base + b.size and b.base < a.base + a.size)
-                    flags["OVERLAP"] |= overlap
-                    hit = (i, j) if overlap else None
-                if hit and first is None:
-                    first = hit
-        if first:
-            flags["FN_A"], flags["FN_B"] = first
-        return {k: int(v) for k, v in flags.items()}
+    def judge_active(self, active_mask, refused_mask):
+        """Check the active set the hardware reports against the rules of docs/fb_partition.md,
+        whatever order it activated regions in; return a list of broken rules (empty: fine).
+
+        - an active region is programmed, non-empty and within FB;
+        - no two active regions overlap;
+        - a programmed region is either active or refused, and a refused one is empty, past
+          the end of FB, or overlaps an active region (else it should have been activated).
+        """
+        g = self.p.fb_granules
+        regions = dict(self.programmed_regions())
+        active = {k for k in regions if active_mask >> k & 1}
+        broken = []
+        for k in sorted(active):
+            r = regions[k]
+            if not r.enable or r.size == 0 or r.base + r.size > g:
+                broken.append(f"region {k} {r} is active but not a valid region")
+        for a in sorted(active):
+            for b in sorted(active):
+                ra, rb = regions[a], regions[b]
+                if a < b and ra.base < rb.base + rb.size and rb.base < ra.base + ra.size:
+                    broken.append(f"active regions {a} {ra} and {b} {rb} overlap")
+        for k, r in regions.items():
+            wanted = r.enable and (k != 0 or r.size)
+            refused = bool(refused_mask >> k & 1)
+            if not wanted:
+                if k in active or refused:
+                    broken.append(f"region {k} is not programmed but active or refused")
+                continue
+            if k in active:
+                if refused:
+                    broken.append(f"region {k} is both active and refused")
+                continue
+            if not refused:
+                broken.append(f"region {k} {r} is neither active nor refused")
+            in_the_way = [j for j in active if regions[j].base < r.base + r.size
+                          and r.base < regions[j].base + regions[j].size]
+            if r.size and r.base + r.size <= g and not in_the_way:
+                broken.append(f"region {k} {r} was refused with nothing in its way")
+        return broken
+
+    def adopt(self, active_mask):
+        """Judge accesses by the active set from now on (the programmed value of each active
+        region; the rest are gone)."""
+        self.active = {k for k in range(self.p.num_fns) if active_mask >> k & 1}
+
+    def csa_range(self):
+        g = self.p.fb_granule
+        if 0 not in self.active:
+            return 0, 0
+        return self.csa_base * g, (self.csa_base + self.csa_size) * g

@@ -23,6 +23,12 @@ class MmioModel:
         self.last = None      # (valid, write, kind, fn, offset)
         self.flushes = []
 
+    def flr(self, vf):
+        """VF ``vf``'s function-level reset: a new function's mailbox, bits and counter."""
+        self.mailbox[vf] = [0] * 8
+        self.ctl[vf] = {k: 0 for k in self.ctl[vf]}
+        self.counters[vf] = 0
+
     # --- helpers -----------------------------------------------------------------------
     def _word(self, name, index):
         return self.values.get((name, index), 0)
@@ -128,8 +134,8 @@ class MmioModel:
             at = index if name in ("MAILBOX_TRN_DW", "PF_MB_RCV_DW") else 4 + index
             writable = name in ("MAILBOX_TRN_DW", "PF_MB_TRN_DW")
             if write:
-                if writable and be == 0xF:
-                    words[at] = data
+                if writable:                 # the bytes it enables; the others stay
+                    words[at] = (words[at] & ~mask) | wdata
                 return Status.OK, 0
             return Status.OK, words[at]
         control = c["trn_valid"] | c["trn_ack"] << 1 | c["rcv_valid"] << 8 | c["rcv_ack"] << 9

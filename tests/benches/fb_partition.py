@@ -5,7 +5,7 @@ Each body returns a small dict of what it saw, so the pytest side can also asser
 
 from random import Random
 
-from rtl.fb_partition import fb_partition_regmap
+from rtl.fb_partition import LayoutRefusal, fb_partition_regmap
 from rtl.interfaces import FbOrigin, Status, Violation
 from sim.drivers import RegBusDriver
 from sim.models.fb_partition import FbPartitionModel
@@ -14,13 +14,15 @@ from sim.models.fb_partition import FbPartitionModel
 class FbPartitionTB:
     """Drivers, the reference model and the checks for one FbPartition instance."""
 
-    def __init__(self, tb, params):
+    def __init__(self, tb, params, scrub_ready=True):
         self.tb = tb
         self.p = params
         self.regmap = fb_partition_regmap(params)
         self.cfg = RegBusDriver(tb, self.regmap)
         self.model = FbPartitionModel(params)
         self.seen = {k.name: 0 for k in Violation}
+        # No FB behind the block: every zero fill is done at once unless a test holds it.
+        tb.set("scrub__ready", int(scrub_ready))
 
     # --- configuration through the PF port, mirrored in the model ------------------------
     async def set_slice(self, n, base, size, enable=True):
@@ -34,19 +36,25 @@ class FbPartitionTB:
         await self.cfg.write("CSA_SIZE", SIZE=size)
         self.model.csa_base, self.model.csa_size = base, size
 
-    async def layout_status(self, max_cycles=10000):
+    async def settle(self, max_cycles=10000):
+        """Wait for the activator; check the active set against the layout rules and judge
+        accesses by it from now on. Returns (active mask, refused mask)."""
         for _ in range(max_cycles):
-            fields = await self.cfg.read_fields("LAYOUT_STATUS")
-            if not fields["BUSY"]:
-                del fields["BUSY"]
-                return fields
-        raise AssertionError("layout check still busy after %d cycles" % max_cycles)
+            if not (await self.cfg.read_fields("LAYOUT_STATUS"))["BUSY"]:
+                break
+        else:
+            raise AssertionError(f"layout still busy after {max_cycles} cycles")
+        active, refused = 0, 0
+        for k in self.regmap["ACTIVE_MASK"].indices:
+            active |= await self.cfg.read("ACTIVE_MASK", k) << 32 * k
+            refused |= await self.cfg.read("REFUSED_MASK", k) << 32 * k
+        broken = self.model.judge_active(active, refused)
+        assert not broken, "; ".join(broken)
+        self.model.adopt(active)
+        return active, refused
 
-    async def check_layout_status(self):
-        got = await self.layout_status()
-        want = self.model.layout_status()
-        assert got == want, f"LAYOUT_STATUS {got} != model {want}"
-        return got
+    async def layout_last(self):
+        return await self.cfg.read_fields("LAYOUT_LAST")
 
     # --- one access per cycle --------------------------------------------------------------
     def present(self, access):
@@ -175,9 +183,9 @@ async def random_traffic(tb, params, seed, accesses, rounds=4):
         await env.set_csa(*csa)
         for n, (base, size, enable) in slices.items():
             await env.set_slice(n, base, size, enable)
-        status = await env.check_layout_status()
+        active, refused = await env.settle()
         if mode == "packed":
-            assert not (status["OVERLAP"] or status["EMPTY"] or status["PAST_END"]), status
+            assert not refused, f"a packed layout refused: {refused:#x}"
         batch = [None if rng.random() < 0.05 else random_access(rng, params, env.model)
                  for _ in range(accesses // rounds)]
         await env.run_accesses(batch)
@@ -212,6 +220,7 @@ async def irq_follows_last_violation(tb, params):
     env = FbPartitionTB(tb, params)
     await env.cfg.write("CTRL", IRQ_EN=1)
     await env.set_slice(1, base=2, size=1)
+    await env.settle()
     assert not tb.get("violation_irq")
     await env.run_accesses([(1, FbOrigin.HOST, 0, params.fb_granule)])   # one past the slice
     assert tb.get("violation_irq"), "no interrupt after a violation"
@@ -235,58 +244,96 @@ async def latency_cycles(tb, params):
         assert cycles < 10
 
 
-async def layout_sweep_cycles(tb, params):
-    """Measure: cycles from a slice write until LAYOUT_STATUS.BUSY drops."""
-    env = FbPartitionTB(tb, params)
-    await env.layout_status()
-    await env.cfg.write("SLICE_BASE", 1, BASE=0)
-    cycles = 0
-    while (await env.cfg.read_fields("LAYOUT_STATUS"))["BUSY"]:
+async def activation_cycles(tb, params, dirty_wait=0):
+    """Measure: cycles from a slice write's answer until LAYOUT_STATUS.BUSY reads 0, with the
+    scrubber answering ``dirty_wait`` cycles after the request."""
+    env = FbPartitionTB(tb, params, scrub_ready=False)
+    await env.settle()
+    await env.cfg.write("SLICE_SIZE", 1, SIZE=1, ENABLE=1)
+    cycles, waited = 0, 0
+    while True:
+        scrubbing = tb.get("scrub__valid")
+        tb.set("scrub__ready", int(scrubbing and waited >= dirty_wait))
+        waited = waited + 1 if scrubbing else 0
+        if not (await env.cfg.read_fields("LAYOUT_STATUS"))["BUSY"]:
+            break
         cycles += 1
-    return {"cycles": cycles}
+        assert cycles < 1000
+    return {"cycles": cycles, "active": await env.cfg.read("ACTIVE_MASK", 0)}
 
 
-async def layout_errors_reported(tb, params):
-    """Directed layouts: each error is reported with the offending regions, and cleared."""
+async def unsafe_regions_are_refused(tb, params):
+    """Directed layouts: an overlap, an empty slice, a region past the end of FB are refused
+    and reported; the first active wins; a refused region is activated once the region in
+    its way moves; disabled slices are neither."""
     env = FbPartitionTB(tb, params)
     g = params.fb_granules
+    await env.cfg.write("CTRL", LAYOUT_IRQ_EN=1)
     await env.set_csa(1, 1)
     await env.set_slice(1, 2, 2)
     await env.set_slice(2, 4, 2)
-    assert await env.check_layout_status() == {"OVERLAP": 0, "EMPTY": 0, "PAST_END": 0,
-                                               "FN_A": 0, "FN_B": 0}
-    await env.set_slice(2, 3, 2)                     # VF2 now overlaps VF1
-    assert (await env.check_layout_status())["OVERLAP"] == 1
-    await env.set_slice(2, 1, 1)                     # VF2 on the CSA
-    st = await env.check_layout_status()
-    assert (st["OVERLAP"], st["FN_A"], st["FN_B"]) == (1, 0, 2)
-    await env.set_slice(2, 4, 0)                     # enabled but empty
-    st = await env.check_layout_status()
-    assert (st["OVERLAP"], st["EMPTY"], st["FN_A"]) == (0, 1, 2)
-    await env.set_slice(2, g - 1, 2)                 # runs past the end of FB
-    st = await env.check_layout_status()
-    assert (st["EMPTY"], st["PAST_END"], st["FN_A"]) == (0, 1, 2)
+    assert await env.settle() == (0b111, 0)
+    assert not tb.get("layout_irq")
+    seen = {}
+    for name, (base, size, enable), want in (
+            ("overlap", (3, 2, True), {"REASON": LayoutRefusal.OVERLAP.value, "OTHER": 1}),
+            ("on_csa", (1, 1, True), {"REASON": LayoutRefusal.OVERLAP.value, "OTHER": 0}),
+            ("empty", (4, 0, True), {"REASON": LayoutRefusal.EMPTY.value}),
+            ("past_end", (g - 1, 2, True), {"REASON": LayoutRefusal.PAST_END.value})):
+        await env.set_slice(2, base, size, enable)
+        active, refused = await env.settle()
+        last = await env.layout_last()
+        assert (active, refused) == (0b011, 0b100), (name, active, refused)
+        assert last["VALID"] and last["REGION"] == 2, (name, last)
+        assert {k: last[k] for k in want} == want, (name, last)
+        assert tb.get("layout_irq"), name
+        seen[name] = last
+    assert await env.cfg.read("LAYOUT_REFUSALS") == 4
+    await env.cfg.write("LAYOUT_LAST", VALID=1)
+    await tb.tick()
+    assert not tb.get("layout_irq")
+    # First active wins: VF 2 over VF 1 stays refused until VF 1 moves away, then it is in.
+    await env.set_slice(2, 2, 2)
+    assert await env.settle() == (0b011, 0b100)
+    await env.set_slice(1, 6, 2)
+    assert await env.settle() == (0b111, 0)
     await env.set_slice(2, g - 1, 2, enable=False)   # disabled slices are not judged
-    assert await env.check_layout_status() == {"OVERLAP": 0, "EMPTY": 0, "PAST_END": 0,
-                                               "FN_A": 0, "FN_B": 0}
-    return {"ok": True}
+    assert await env.settle() == (0b011, 0)
+    return {k: dict(v) for k, v in seen.items()}
+
+
+async def accesses_wait_for_the_zero_fill(tb, params):
+    """A slice is not reachable until its scrub is answered: BLOCKED (NO_SLICE) meanwhile,
+    LAYOUT_STATUS says SCRUBBING; granted once the scrubber answers."""
+    env = FbPartitionTB(tb, params, scrub_ready=False)
+    await env.set_slice(1, 2, 2)
+    await tb.tick(10)
+    status = await env.cfg.read_fields("LAYOUT_STATUS")
+    assert status["BUSY"] and status["SCRUBBING"] and status["REGION"] == 1, status
+    assert tb.get("scrub__valid") and tb.get("scrub__payload").base == 2
+    await env.run_accesses([(1, FbOrigin.HOST, 1, 0)])
+    assert env.seen["NO_SLICE"] == 1
+    tb.set("scrub__ready", 1)
+    await env.settle()
+    await env.run_accesses([(1, FbOrigin.HOST, 1, 0)])
+    assert env.seen["NONE"] == 1
+    return env.seen
 
 
 async def csa_unreachable_from_vfs(tb, params):
-    """A VF slice misprogrammed over the CSA: every VF access into the CSA is still blocked,
-    the PF and the save/restore engine still reach it."""
+    """A VF slice programmed over the CSA is refused, so the VF reaches nothing there; the
+    PF and the save/restore engine still reach the CSA."""
     env = FbPartitionTB(tb, params)
     gran = params.fb_granule
     await env.set_csa(2, 1)
     await env.set_slice(1, 1, 3)                     # covers granules 1..3, CSA is granule 2
-    await tb.tick(2)
+    assert await env.settle() == (0b01, 0b10)
     csa_offset = 1 * gran                             # VF1 offset that lands on granule 2
     accesses = [(1, origin, write, csa_offset + delta)
                 for origin in (FbOrigin.HOST, FbOrigin.ENGINE) for write in (0, 1)
                 for delta in (0, 8, gran - 1)]
-    accesses += [(1, FbOrigin.HOST, 0, 0), (1, FbOrigin.HOST, 0, 2 * gran),
-                 (0, FbOrigin.HOST, 1, 2 * gran), (1, FbOrigin.CTX, 1, 2 * gran + 4)]
+    accesses += [(0, FbOrigin.HOST, 1, 2 * gran), (1, FbOrigin.CTX, 1, 2 * gran + 4)]
     await env.run_accesses(accesses)
-    assert env.seen["CSA"] == 12 and env.seen["NONE"] == 4, env.seen
+    assert env.seen["NO_SLICE"] == 12 and env.seen["NONE"] == 2, env.seen
     await env.check_violation_state()
     return env.seen

@@ -27,10 +27,12 @@ async def host_port(tb, params):
         await cfg.write(0, "GPUIOV_CNTXT", SIZE=CSA_SIZE_UNITS, LOC=0, OFFSET=CSA_OFFSET_UNITS)
         await cfg.write(0, "VF_FB", 0, SIZE=SLICE_SIZE_UNITS - 1, OFFSET=SLICE_OFFSET_UNITS)
         fbp, ws, gpu = system.bus("fb_partition"), system.bus("world_switch"), system.bus("gpu")
-        seen["slice"] = (await fbp.read("SLICE_BASE", 1), await fbp.read("SLICE_SIZE", 1))
-        seen["csa"] = (await fbp.read("CSA_BASE"), await fbp.read("CSA_SIZE"),
-                       await ws.read("CSA_BASE"))
+        while (await fbp.read_fields("LAYOUT_STATUS"))["BUSY"]:
+            pass
+        seen["active"] = await fbp.read("ACTIVE_MASK", 0)
+        seen["csa"] = await ws.read_fields("CSA_BASE")
         seen["layout"] = await fbp.read_fields("LAYOUT_STATUS")
+        seen["consumed"] = (await cfg.read(0, "GPUIOV_FB"))["TOTAL_FB_CONSUMED"]
 
         # FB: VF 1 writes a dword of its slice and reads it back.
         fb1 = system.bar_base(1, 0)

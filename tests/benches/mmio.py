@@ -52,8 +52,13 @@ async def random_mmio(tb, params, seed, requests):
         tb.set("bus__req__payload", {"fn": fn, "addr": offset, "write": int(write),
                                      "data": data, "be": be})
         tb.set("bus__req__valid", 1)
+        # Now and then a VF's FLR, in the same cycle as the request (the FLR wins).
+        reset = rng.randint(1, params.num_vfs) if rng.random() < 0.01 else None
+        tb.set("flr", 0 if reset is None else 1 << reset)
         flushes = len(model.flushes)
         want = model.access(fn, offset, write, data, be, owner)
+        if reset is not None:
+            model.flr(reset)
         await tb.tick()
         assert tb.get("bus__resp__valid"), "no answer one cycle after a request"
         got = tb.get("bus__resp__payload")
@@ -67,6 +72,7 @@ async def random_mmio(tb, params, seed, requests):
         pulse = tb.get("hdp_flush")
         assert pulse == (1 << model.flushes[-1] if len(model.flushes) > flushes else 0)
     tb.set("bus__req__valid", 0)
+    tb.set("flr", 0)
     return counts
 
 

@@ -28,6 +28,7 @@ class MmioScopeHarness(Elaboratable):
             payload.eq(AnySeq(len(payload))),
             dut.owner.eq(AnySeq(len(dut.owner))),
             dut.owner_valid.eq(AnySeq(1)),
+            dut.flr.eq(AnySeq(len(dut.flr))),
         ]
         with m.If(Initial()):
             m.d.comb += Assume(ResetSignal())

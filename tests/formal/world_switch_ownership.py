@@ -26,7 +26,8 @@ class WorldSwitchOwnershipHarness(Elaboratable):
                   dut.has_work, dut.num_vfs, dut.vf_enable, dut.shared_in.as_value(),
                   dut.state_wr.valid, dut.state_wr.payload.as_value(), dut.state_rd.valid,
                   dut.state_rd.payload.as_value(),
-                  dut.cfg.req.valid, dut.cfg.req.payload.as_value()]
+                  dut.cfg.req.valid, dut.cfg.req.payload.as_value(), dut.csa.as_value(),
+                  dut.ctx_fault, dut.execute_refused, dut.cntxt_refused]
         for port in (dut.mem, dut.mem_load):
             inputs += [port.req.ready, port.resp.valid, port.resp.payload.as_value()]
         for value in inputs:
