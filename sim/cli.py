@@ -235,6 +235,41 @@ def _progress(total):
     return show
 
 
+def _positive(text):
+    """An argparse type: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def cmd_fuzz(args):
+    """The hostile campaign (sim/fuzz.py); exit 1 on any mismatch or if nothing was checked."""
+    from sim import fuzz
+    t0 = time.monotonic()
+    print(f"Fuzzing the whole GPU ({fuzz.FUZZ_PARAMS.num_vfs} VFs) on {args.backend}: "
+          f"{args.transactions} transactions, seed {args.seed} ...", flush=True)
+
+    def progress(done):
+        # A line every few seconds, on a terminal or not: long campaigns run for minutes.
+        what = f"{done} transactions" if done else "building and starting the simulation"
+        print(f"  {what} ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
+    raw = fuzz.run(args.transactions, seed=args.seed, backend=args.backend, progress=progress)
+    for line in fuzz.summary(raw):
+        print(line)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")
+    if not raw["checked"].get("fb") or not raw["engine_checks"]:
+        print("sriov-gpu: error: the campaign checked no FB read or no context restore: "
+              "give it more --transactions", file=sys.stderr)
+        return 1
+    return 1 if raw["mismatches"] else 0
+
+
 def cmd_report(args):
     """The main job: run a scenario on the whole GPU and report its world-switch timing."""
     from concurrent.futures import ProcessPoolExecutor
@@ -419,6 +454,15 @@ def build_parser():
     p.add_argument("--jobs", type=int, default=2, help="parallel simulations (default 2)")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     p.set_defaults(func=cmd_bench_switch)
+
+    p = sub.add_parser("fuzz", help="hostile campaign on the whole GPU: random PF and VF "
+                       "traffic, legal and not, checked against what each function may see")
+    p.add_argument("--transactions", type=_positive, default=20_000, metavar="N",
+                   help="host requests to make (default %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--backend", choices=BACKENDS, default="verilator")
+    p.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
+    p.set_defaults(func=cmd_fuzz)
 
     p = sub.add_parser("docs", help="regenerate the generated pages of docs/")
     p.add_argument("-o", "--output", default="docs/generated", help="output folder")

@@ -119,6 +119,10 @@ class Engine:
         self._job = None             # (fn, phase, index, words read)
         self._last_owner = None
 
+    def fresh_word(self):
+        """A new engine-state word, written at the start of a turn."""
+        return self.rng.getrandbits(self.p.mem_width)
+
     def reset_fn(self, fn):
         """INIT_GPU or FLR: the next turn of ``fn`` starts from zeros."""
         self.expected[fn] = [0] * self.check_words
@@ -169,7 +173,7 @@ class Engine:
                 if got != self.expected[fn]:
                     self.errors.append(f"function {fn}: engine state {got} at the start of "
                                        f"its turn, expected {self.expected[fn]}")
-                words = [self.rng.getrandbits(self.p.mem_width) for _ in range(self.check_words)]
+                words = [self.fresh_word() for _ in range(self.check_words)]
                 self.expected[fn] = words
                 job[1], job[2], job[3] = "write", 0, words
                 self._state_port(tb)
