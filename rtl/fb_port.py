@@ -49,9 +49,12 @@ class Scrubber(wiring.Component):
     looked up (2 cycles) and, if dirty, marked clean and written with zeros, one
     ``mem_width`` beat per cycle the port takes it; then ``req.ready`` pulses: done.
 
-    Cycles, port always ready and nothing ahead in the host queue: 2 (accept, fence)
-    + 2 per granule + the beats of each dirty granule + 1 (done). A write into a granule
-    while it is being filled (only the PF can: the region is inactive) leaves it dirty.
+    Cycles (``last_cycles``), port always ready, idle otherwise and nothing ahead in the host
+    queue: 2 (accept, fence) + 2 per granule (look, judge) + for each dirty granule 1 (the
+    port's grant, a register, turns to the scrubber) and its beats + 2 (the look that finds
+    the end, done); sim/cost_model.py's ``scrub_cycles``, measured exact. A write into a
+    granule while it is being filled (only the PF can: the region is inactive) leaves it
+    dirty.
 
     Attributes
     ----------

@@ -32,15 +32,39 @@ On the whole GPU (rtl/gpu.py) both context movers share one FB port, alternating
 overlapped phase moves 2B beats through it and lasts 2B + L + 2 when more reads may be in
 flight than L (measured exact; with fewer the window adds stalls the formula does not
 count, and :func:`one_port_overlapped_phase_cycles` returns None for that phase).
+
+Handing FB to a new owner (rtl/fb_port.py, Scrubber): before a region is activated, every
+granule of it that was written since it was last filled is zero-filled. With the FB port
+otherwise idle (no world-switch phase moving a context, no host FB access queued) one
+request, as SCRUB_LAST counts it from the cycle it is accepted to the cycle it is done, takes
+
+    SCRUB = 2 + 2 G + D (F + 1) + 2
+
+G = granules in the region, D = those of them dirty, F = fill beats per granule
+(fb_granule / (W / 8)): accept and fence (2); look up and judge each granule's dirty bit (2);
+per dirty granule one cycle for the port's grant (a register) to turn to the scrubber, then a
+zero beat per cycle (F + 1); the look that finds the end and the done cycle (2). A host
+access queued ahead adds the cycles until it has left for FB (the fence); host accesses
+during the fill share the port with it; a context mover's phase stops it.
 """
 
 __all__ = ["context_beats", "save_cycles", "load_cycles", "bandwidth_bound", "phase_cycles",
            "switch_cycles", "overlapped_phase_cycles", "overlapped_switch_cycles",
-           "one_port_overlapped_phase_cycles", "HANDSHAKE_OVERHEAD"]
+           "one_port_overlapped_phase_cycles", "HANDSHAKE_OVERHEAD", "scrub_fill_beats",
+           "scrub_cycles", "SCRUB_START", "SCRUB_PER_GRANULE", "SCRUB_GRANT", "SCRUB_END"]
 
 #: Cycles a serial switch spends beyond the drain, 2 x ceil(bits/W) and L (with more reads
 #: in flight than L): IDLE 1, SAVE 1 + 3 (first fetch; address, start, finish), LOAD 3, RUN 1.
 HANDSHAKE_OVERHEAD = 9
+
+#: Scrubber cycles (rtl/fb_port.py), port otherwise idle: accept + fence,
+SCRUB_START = 2
+#: look up + judge, for each granule of the region,
+SCRUB_PER_GRANULE = 2
+#: the port's grant turning to the scrubber, for each dirty granule (then F beats),
+SCRUB_GRANT = 1
+#: the look that finds the end + done.
+SCRUB_END = 2
 
 
 def context_beats(params):
@@ -100,3 +124,17 @@ def one_port_overlapped_phase_cycles(params, drain):
     phases = {"idle": drain + 1, "overlap": overlap, "run": params.shared_beats + 1}
     phases["switch"] = None if overlap is None else sum(phases.values())
     return phases
+
+
+def scrub_fill_beats(params):
+    """Zero beats that fill one granule: F = fb_granule / (W / 8)."""
+    return params.fb_granule // (params.mem_width // 8)
+
+
+def scrub_cycles(params, granules, dirty=0):
+    """One scrub request (SCRUB_LAST) for a region of ``granules`` granules, ``dirty`` of
+    them written since last filled, on an otherwise idle FB port."""
+    if not 0 <= dirty <= granules:
+        raise ValueError(f"dirty={dirty} must be within 0..granules={granules}")
+    return (SCRUB_START + granules * SCRUB_PER_GRANULE
+            + dirty * (SCRUB_GRANT + scrub_fill_beats(params)) + SCRUB_END)

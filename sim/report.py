@@ -3,13 +3,16 @@
 :func:`summarize` turns a raw run (:func:`sim.scenario.run`) into numbers: per-phase
 world-switch cycles (min / median / max, and time at the scenario's clock) next to the
 analytic model, GPU share per VF, doorbell latency, blocked violations by kind (what the
-guests did, next to what the PF's counters say), mailbox init-access latency, and every
-error the checkers found. :func:`table` prints it; :func:`plot_timeline` and
+guests did, next to what the PF's counters say), mailbox init-access latency, the FB zero
+fill before each region is activated (SCRUB_LAST next to the model), and every error the
+checkers found. :func:`table` prints it; :func:`plot_timeline` and
 :func:`plot_cost` draw the ownership timeline and the cost against context size and width.
 """
 
 import json
 from statistics import median
+
+from rtl.params import MiB, size_text
 
 from . import cost_model
 from .scenario import VIOLATION_KINDS, from_dict
@@ -89,9 +92,25 @@ def summarize(raw):
         "doorbells": {"delivered": len(raw["deliveries"]), "latency": _stats(all_lat, mhz),
                       "per_vf": latency},
         "violations": violations, "init_access_cycles": init,
+        "scrub": _scrub(sc, params, counters),
         "context_checks": raw["engine"]["checked"], "counters": counters,
         "errors": errors,
     }
+
+
+def _scrub(sc, params, counters):
+    """The zero fill of the last region the setup activated (the last VF's slice: the
+    layout is programmed CSA first, then VF 1 up, before anything is written to FB, so it
+    is all clean), next to the model, and what a dirty granule would add."""
+    if "scrub_last" not in counters:             # a run from before the counters existed
+        return None
+    granules = sc.slice_mib(params) * MiB // params.fb_granule
+    dirty_cost = cost_model.SCRUB_GRANT + cost_model.scrub_fill_beats(params)
+    return {"last": counters["scrub_last"], "region_granules": granules,
+            "model": cost_model.scrub_cycles(params, granules),
+            "granules_filled": counters["scrub_granules"],
+            "granule_bytes": params.fb_granule, "dirty_granule_cycles": dirty_cost,
+            "dirty_granule_us": dirty_cost / sc.clock_mhz}
 
 
 def _fmt(stat, key="median"):
@@ -130,6 +149,14 @@ def table(s):
     for kind, v in s["violations"].items():
         per = ", ".join(f"VF {vf}: {n}" for vf, n in v["per_vf"].items()) or "-"
         out.append(f"{kind:22} {v['made']:>11} {v['counted']:>10}  {per}")
+    scrub = s.get("scrub")
+    if scrub:
+        out += ["", f"FB zero fill before activation: last region {scrub['region_granules']} "
+                f"granules, SCRUB_LAST {scrub['last']} cycles (model "
+                f"{scrub['model']}, clean); dirty granules filled: {scrub['granules_filled']}",
+                f"  (model: 2 + 2 per granule + 2, and a zero beat a cycle plus 1 per dirty "
+                f"granule: a dirty {size_text(scrub['granule_bytes'])} granule adds "
+                f"{scrub['dirty_granule_cycles']} cycles = {scrub['dirty_granule_us']:.1f} us)"]
     out += ["", f"context checks at turn starts: {s['context_checks']}; errors: "
             f"{len(s['errors'])}"]
     out += [f"  ERROR {e}" for e in s["errors"][:10]]

@@ -134,6 +134,17 @@ def test_report_table_names_every_section(small_run):
         assert heading in text
 
 
+def test_report_shows_the_zero_fill_at_the_model_s_cost(small_run):
+    s = summarize(small_run)
+    scrub, params = s["scrub"], SMALL.params()
+    granules = SMALL.slice_mib(params) * (1 << 20) // params.fb_granule
+    assert scrub["last"] == scrub["model"] == cost_model.scrub_cycles(params, granules)
+    assert scrub["granules_filled"] == 0             # nothing was written before the layout
+    assert scrub["dirty_granule_cycles"] == cost_model.scrub_cycles(params, 1, 1) - \
+        cost_model.scrub_cycles(params, 1)
+    assert "FB zero fill" in table(s)
+
+
 # --- the scenario format --------------------------------------------------------------
 
 def test_the_documented_default_toml_is_the_built_in_scenario():

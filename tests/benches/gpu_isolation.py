@@ -325,3 +325,39 @@ async def moved_regions_start_clean(tb, params):
         seen["active"] = await gpu.fbp.read("ACTIVE_MASK", 0)
         seen["scrubbed"] = await gpu.gpu.read("SCRUB_GRANULES")
     return await _go(tb, params, agent)
+
+
+# --- The scrubber's cost: SCRUB_LAST for clean and dirty regions -------------------------
+#: (what the PF programs, which granules of which VF's slice that VF writes first): each
+#: step is programmed and settled alone, so SCRUB_LAST is that step's last activation.
+SCRUB_STEPS = (
+    ({"csa": (8, 4)}, {}),            # 4 clean granules
+    ({1: (16, 4)}, {}),               # 4 clean
+    ({2: (24, 1)}, {}),               # 1 clean
+    ({1: (32, 4)}, {1: (0, 2)}),      # VF 1 dirtied 2 of its old granules; new FB clean
+    ({2: (16, 4)}, {}),               # VF 2 on VF 1's old FB: 2 of 4 dirty
+    ({2: (40, 3)}, {2: (1, 2, 3)}),   # VF 2 moves on; 3 of its old granules dirty
+    ({1: (16, 1)}, {}),               # 1 granule, dirty
+    ({1: (17, 3)}, {}),               # 3 granules, both still dirty ones last
+)
+
+
+async def scrub_cost(tb, params):
+    """For each of SCRUB_STEPS: the granule ranges activated (their granules and which were
+    written since last filled, as the FB's own history says), SCRUB_LAST and the change of
+    SCRUB_GRANULES."""
+    async def agent(gpu, seen):
+        unit, granule = params.iov_fb_unit, params.fb_granule
+        steps = seen["steps"] = []
+        for layout, writes in SCRUB_STEPS:
+            for vf, granules in writes.items():
+                for g in granules:
+                    status, _ = await gpu.fb(vf, g * granule + 0x40, write=True, data=SECRET)
+                    assert status == "OK", status
+            before = await gpu.gpu.read("SCRUB_GRANULES")
+            await gpu.program(layout)
+            steps.append({"layout": {str(k): [v[0] * unit // granule, v[1] * unit // granule]
+                                     for k, v in layout.items()},
+                          "scrub_last": await gpu.gpu.read("SCRUB_LAST"),
+                          "filled": await gpu.gpu.read("SCRUB_GRANULES") - before})
+    return await _go(tb, params, agent)
