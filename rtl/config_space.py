@@ -10,7 +10,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .interfaces import RegBusSignature, Status, ValidSignature
+from .interfaces import REG_DATA_WIDTH, RegBusSignature, Status, ValidSignature
 from .params import size_text
 from .regmap import Access, Field, Register, RegisterFile, RegisterMap
 
@@ -35,31 +35,105 @@ R, RO, RW, RC = Register, Access.RO, Access.RW, Access.RC
 
 
 class BarSpec:
-    """One memory BAR: index, size in bytes, 64-bit, prefetchable, what it maps."""
+    """One memory BAR: what it maps, how large, and how its address splits over dwords.
 
-    def __init__(self, index, size, is64, prefetch, name):
-        self.index, self.size, self.is64, self.prefetch, self.name = \
-            index, size, is64, prefetch, name
+    Parameters
+    ----------
+    index : int
+        BAR number (0..5) of its low dword; a 64-bit BAR also takes ``index + 1``.
+    param : str
+        The :class:`~rtl.params.GpuParams` field that sizes it, named in errors.
+    size : int
+        Size in bytes, a power of two.
+    is64, prefetch : bool
+        Memory BAR type: 64-bit (two dwords) and prefetchable.
+    name : str
+        What the BAR maps, for the docs.
+    """
+
+    #: The low dword's bits 3:0 are the memory BAR type (PCI): no address bit below them.
+    TYPE_BITS = 4
+    DWORD = REG_DATA_WIDTH
+
+    def __init__(self, index, param, size, is64, prefetch, name):
+        self.index, self.param, self.size, self.is64, self.prefetch, self.name = \
+            index, param, size, is64, prefetch, name
 
     @property
     def type_bits(self):
         return (0b10 << 1 if self.is64 else 0) | (int(self.prefetch) << 3)
 
+    @property
+    def address_width(self):
+        """Bits of a base address: 32 or 64."""
+        return self.DWORD * (2 if self.is64 else 1)
+
+    @property
+    def size_bits(self):
+        """log2(size): the base address's bits from here up are writable, below read 0."""
+        return self.size.bit_length() - 1
+
+    @property
+    def low_address(self):
+        """Whether the low dword holds address bits (RW): only below 4 GiB."""
+        return max(self.size_bits, self.TYPE_BITS) < self.DWORD
+
+    def problem(self):
+        """Why this BAR cannot be built (the end of a sentence), or None.
+
+        Sizing reads back ~(size - 1) over the BAR's address bits, type bits excluded: the
+        size must be a power of two above the type bits, and leave at least one writable
+        address bit (a 32-bit BAR of at most 2 GiB, a 64-bit one of at most 2**63 bytes).
+        """
+        smallest, largest = 1 << self.TYPE_BITS, 1 << (self.address_width - 1)
+        where = f"BAR{self.index} ({self.name}) is {self.address_width}-bit"
+        if self.size <= 0 or self.size & (self.size - 1):
+            return "must be a power of two"
+        if self.size < smallest:
+            return f"is too small: {where}, its type bits take {size_text(smallest)}"
+        if self.size > largest:
+            hint = "" if self.is64 else "; a 64-bit BAR holds more"
+            return f"is too large: {where}, at most {size_text(largest)}{hint}"
+        return None
+
     def fields(self):
-        """The low dword: type bits (RO) and the address bits above the size (RW)."""
-        lsb = self.size.bit_length() - 1
-        return (Field("TYPE", 0, 4, RO, "memory BAR type", reset=self.type_bits),
-                Field("ADDR", lsb, 32 - lsb, RW, f"base address bits 31:{lsb}"))
+        """The low dword: type bits (RO) and the address bits 31 down to log2(size) (RW).
+
+        A BAR of 4 GiB or more has no writable bit here: its low address bits read 0.
+        """
+        lsb = max(self.size_bits, self.TYPE_BITS)
+        addr = (Field("ADDR", lsb, self.DWORD - lsb, RW,
+                      f"base address bits {self.DWORD - 1}:{lsb}"),) if self.low_address else ()
+        return (Field("TYPE", 0, self.TYPE_BITS, RO, "memory BAR type",
+                      reset=self.type_bits),) + addr
+
+    def high_fields(self):
+        """The upper dword of a 64-bit BAR: base address bits 63 down to max(32, log2(size))."""
+        lsb = max(self.size_bits - self.DWORD, 0)
+        top = 2 * self.DWORD - 1
+        return (Field("ADDR_HI", lsb, self.DWORD - lsb, RW,
+                      f"base address bits {top}:{self.DWORD + lsb}"),)
+
+    def base(self, low, high=None):
+        """The base address (``address_width`` bits) from the ``ADDR`` and ``ADDR_HI``
+        field values (``None`` where the BAR has no such field); bits below the size are 0."""
+        parts = [Const(0, max(self.size_bits, self.TYPE_BITS))]
+        parts += [low] if low is not None else []
+        parts += [high] if self.is64 else []
+        return Cat(*parts)
 
 
 def bar_specs(params):
     """(PF BARs, per-VF BARs). FB, doorbells, registers: the layout GIM's driver expects."""
-    pf = (BarSpec(0, params.pf_fb_aperture, True, True, "FB aperture"),
-          BarSpec(2, params.doorbell_bar_size, True, True, "doorbells"),
-          BarSpec(5, params.pf_mmio_size, False, False, "registers"))
-    vf = (BarSpec(0, params.vf_fb_aperture, True, True, "FB aperture"),
-          BarSpec(2, params.doorbell_bar_size, True, True, "doorbells"),
-          BarSpec(5, params.vf_mmio_size, False, False, "registers"))
+    def bar(index, param, is64, name):
+        # Every 64-bit BAR here is prefetchable memory, the 32-bit register BAR is not.
+        return BarSpec(index, param, getattr(params, param), is64, is64, name)
+    pf = (bar(0, "pf_fb_aperture", True, "FB aperture"),
+          bar(2, "doorbell_bar_size", True, "doorbells"),
+          bar(5, "pf_mmio_size", False, "registers"))
+    vf = (bar(0, "vf_fb_aperture", True, "FB aperture"),
+          bar(2, "doorbell_bar_size", True, "doorbells"),
+          bar(5, "vf_mmio_size", False, "registers"))
     return pf, vf
 
 
@@ -71,7 +145,7 @@ def _bar_registers(prefix, first_dword, bars, doc):
                       + (", 64-bit" if bar.is64 else "") + (", prefetchable" if bar.prefetch else "")))
         if bar.is64:
             regs.append(R(f"{prefix}{bar.index + 1}", first_dword + bar.index + 1,
-                          (Field("ADDR_HI", 0, 32, RW, "base address bits 63:32"),),
+                          bar.high_fields(),
                           f"{doc} BAR{bar.index + 1}: upper half of BAR{bar.index}"))
     return regs
 
@@ -411,9 +485,9 @@ class ConfigSpace(wiring.Component):
         for port, prefix, specs in ((self.pf_bars, "BAR", pf_specs),
                                     (self.vf_bars, "VF_BAR", vf_specs)):
             for k, bar in enumerate(specs):
-                lsb = bar.size.bit_length() - 1
-                high = pf.f(f"{prefix}{bar.index + 1}", "ADDR_HI") if bar.is64 else Const(0, 32)
-                m.d.comb += port[k].eq(Cat(Const(0, lsb), pf.f(f"{prefix}{bar.index}", "ADDR"), high))
+                low = pf.f(f"{prefix}{bar.index}", "ADDR") if bar.low_address else None
+                high = pf.f(f"{prefix}{bar.index + 1}", "ADDR_HI") if bar.is64 else None
+                m.d.comb += port[k].eq(bar.base(low, high))
 
         m.d.comb += [self.num_vfs.eq(num_vfs), self.vf_enable.eq(vf_enable),
                      self.vf_mse.eq(pf.f("SRIOV_CTRL", "VF_MSE")),

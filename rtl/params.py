@@ -7,14 +7,21 @@ names the parameter, the value given and what is allowed, in one line.
 
 from dataclasses import dataclass, fields, replace
 
-__all__ = ["GpuParams", "ParamError", "KiB", "MiB", "GiB", "MAX_VFS", "size_text"]
+__all__ = ["GpuParams", "ParamError", "KiB", "MiB", "GiB", "TiB", "MAX_VFS", "MIN_BAR_SIZE",
+           "MAX_BAR_SIZE", "size_text"]
 
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
+TiB = 1 << 40
 
 #: The design note's next generation asks for 64 VFs; the function number then needs 7 bits.
 MAX_VFS = 64
+
+#: BAR sizes the model builds: one 4 KiB page (the smallest system page SR-IOV allows)
+#: up to 1 TiB, which keeps a VF BAR window of MAX_VFS apertures far inside 64 bits.
+MIN_BAR_SIZE = 4 * KiB
+MAX_BAR_SIZE = TiB
 
 
 class ParamError(ValueError):
@@ -27,7 +34,7 @@ def _is_pow2(value):
 
 def size_text(value):
     """Human form of a byte count, for error messages and summaries."""
-    for unit, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
+    for unit, name in ((TiB, "TiB"), (GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
         if value >= unit and value % unit == 0:
             return f"{value // unit} {name}"
     return f"{value} B"
@@ -47,7 +54,8 @@ class GpuParams:
     fb_granule : int
         Allocation unit of FB slices in bytes, a power of two (default 16 MiB, the GPU-IOV unit).
     vf_fb_aperture : int
-        Size of a VF's FB BAR in bytes, a power of two (default 256 MiB, as GIM).
+        Size of a VF's FB BAR in bytes, a power of two from ``fb_granule`` to 1 TiB (default
+        256 MiB, as GIM). The BAR is 64-bit: 4 GiB and more put its base in the upper dword.
     iov_fb_unit : int
         The unit of the GPU-IOV capability's FB fields (VFn_FB_SIZE / OFFSET, CNTXT,
         TOTAL_FB_*): 16 MiB, as GIM (the default). A power of two from ``fb_granule`` up;
@@ -63,11 +71,12 @@ class GpuParams:
         SR-IOV routing: VF n's Routing ID = PF RID + first_vf_offset + (n - 1) * vf_stride
         (defaults 1 and 1: VF n is function n). The last VF must stay within 255 (ARI).
     pf_fb_aperture : int
-        The PF's FB BAR size, a power of two (default 256 MiB).
+        The PF's FB BAR size (64-bit), a power of two from 4 KiB to 1 TiB (default 256 MiB).
     doorbell_bar_size : int
         Doorbell BAR size of every function, a power of two, at least 4 KiB (default 4 KiB).
     pf_mmio_size, vf_mmio_size : int
-        Register BAR sizes, powers of two, at least 4 KiB (defaults 256 KiB and 64 KiB).
+        Register BAR sizes, powers of two, at least 4 KiB (defaults 256 KiB and 64 KiB). These
+        BARs are 32-bit: at most 2 GiB.
     shared_regs : int
         Owner-shared engine state registers (the one physical set all VFs share), 1..256.
     ctx_words : int
@@ -140,9 +149,11 @@ class GpuParams:
         if self.fb_granules > 0xFFFF:
             raise ParamError(f"fb_size={self.fb_size} is {self.fb_granules} granules: at most "
                              f"65535 fit the 16-bit GPU-IOV size fields; raise fb_granule")
-        if not _is_pow2(self.vf_fb_aperture) or not self.fb_granule <= self.vf_fb_aperture:
+        if not _is_pow2(self.vf_fb_aperture) or \
+                not self.fb_granule <= self.vf_fb_aperture <= MAX_BAR_SIZE:
             raise ParamError(f"vf_fb_aperture={self.vf_fb_aperture} must be a power of two "
-                             f"of at least fb_granule ({size_text(self.fb_granule)})")
+                             f"from fb_granule ({size_text(self.fb_granule)}) to "
+                             f"{size_text(MAX_BAR_SIZE)}")
         if not _is_pow2(self.iov_fb_unit) or self.iov_fb_unit < self.fb_granule:
             raise ParamError(f"iov_fb_unit={self.iov_fb_unit} must be a power of two of at "
                              f"least fb_granule ({size_text(self.fb_granule)}): a capability "
@@ -183,8 +194,20 @@ class GpuParams:
                              f"(the PF-only registers start at byte 0x4000)")
         for name in ("pf_fb_aperture", "doorbell_bar_size", "pf_mmio_size", "vf_mmio_size"):
             value = getattr(self, name)
-            if not _is_pow2(value) or not 4 * KiB <= value <= 1 << 40:
-                raise ParamError(f"{name}={value} must be a power of two from 4 KiB to 1 TiB")
+            if not _is_pow2(value) or not MIN_BAR_SIZE <= value <= MAX_BAR_SIZE:
+                raise ParamError(f"{name}={value} must be a power of two from "
+                                 f"{size_text(MIN_BAR_SIZE)} to {size_text(MAX_BAR_SIZE)}")
+        self._check_bars()
+
+    def _check_bars(self):
+        # What a BAR can hold (32- or 64-bit, the type bits) is the config space's to say;
+        # imported here, as config_space itself builds on this module.
+        from .config_space import bar_specs
+        pf, vf = bar_specs(self)
+        for bar in pf + vf:
+            problem = bar.problem()
+            if problem:
+                raise ParamError(f"{bar.param}={bar.size} ({size_text(bar.size)}) {problem}")
 
     def _check_range(self, name, low, high):
         value = getattr(self, name)

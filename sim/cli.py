@@ -6,6 +6,7 @@ the command with exit status 2 and one line that says what to fix.
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -28,6 +29,67 @@ def parse_size(text):
     if not match or unit not in _UNITS:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size (examples: 16MiB, 8GiB, 4096)")
     return int(match.group(1), 0) * _UNITS[unit]
+
+
+def positive_int(text):
+    """'4' -> 4; zero, negatives and non-numbers are refused (argparse type, for --jobs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number (1, 2, ...)")
+    return value
+
+
+def writable(text, folder):
+    """``text`` if an output file (``folder``: an output folder) can be written there.
+
+    Checks only, creating nothing, so that a bad path fails before a long run and leaves
+    nothing behind: an existing path must be of the right kind and writable; otherwise its
+    nearest existing ancestor must be a writable folder (the writers create the rest).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        One line naming the path and what is wrong with it.
+    """
+    path = Path(text)
+    kind = "folder" if folder else "file"
+    if path.exists():
+        if path.is_dir() != folder:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is a {'file' if folder else 'folder'}, not a {kind}")
+        if not os.access(path, os.W_OK | (os.X_OK if folder else 0)):
+            raise argparse.ArgumentTypeError(f"{text!r} is not writable")
+        return text
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"cannot create {kind} {text!r}: {str(ancestor)!r} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"cannot create {kind} {text!r}: folder {str(ancestor)!r} is not writable")
+    return text
+
+
+def output_file(text):
+    """argparse type of a file the command writes (see :func:`writable`)."""
+    return writable(text, folder=False)
+
+
+def output_folder(text):
+    """argparse type of a folder the command writes into (see :func:`writable`)."""
+    return writable(text, folder=True)
+
+
+def write_output(path, text):
+    """Write an output file, creating its folder first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -187,7 +249,7 @@ def cmd_bench_doorbell(args):
             print()
             print(bench_doorbell.per_vf_table(row))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        write_output(args.json, json.dumps(rows, indent=2))
         print(f"wrote {args.json}")
     return 0
 
@@ -211,7 +273,7 @@ def cmd_bench_switch(args):
               f"{r['serial_measured']} / {r['overlap_total_measured']}, model "
               f"{r['serial_model']} / {r['overlap_total_model']}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        write_output(args.json, json.dumps(rows, indent=2))
         print(f"wrote {args.json}")
     return 1 if bad else 0
 
@@ -292,7 +354,7 @@ def cmd_report(args):
     summary = report.summarize(raw)
     print(report.table(summary))
     report.write_json(summary, out / "report.json")
-    (out / "run.json").write_text(json.dumps(raw) + "\n")
+    write_output(out / "run.json", json.dumps(raw) + "\n")
     written = [out / "report.json", out / "run.json"]
     if pool:
         report.plot_timeline(raw, out / "timeline.png")
@@ -337,8 +399,7 @@ def cmd_sweep(args):
     rows = sweep.sweep(scenarios, args.backend, sweep.executor(args.jobs, args.scheduler),
                        on_row=lambda row, k, n: print(f"  [{k}/{n}] done", flush=True))
     print(sweep.table(rows))
-    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.csv).write_text(sweep.to_csv(rows))
+    write_output(args.csv, sweep.to_csv(rows))
     print(f"wrote {args.csv}; {time.monotonic() - t0:.1f} s")
     return 1 if any(r["errors"] for r in rows) else 0
 
@@ -361,7 +422,8 @@ def build_parser():
                    "default: the built-in scenario, docs/scenarios/default.toml)")
     p.add_argument("--backend", choices=BACKENDS, default="amaranth",
                    help="simulator (default amaranth: nothing else to install)")
-    p.add_argument("-o", "--output", default="build/report", help="output folder")
+    p.add_argument("-o", "--output", type=output_folder, default="build/report",
+                   help="output folder")
     p.add_argument("--no-plots", action="store_true", help="table and JSON only")
     p.set_defaults(func=cmd_report)
 
@@ -375,10 +437,12 @@ def build_parser():
     p.add_argument("--latencies", type=int, nargs="+", metavar="L", help="mem_latency values")
     p.add_argument("--run-cycles", type=int, metavar="C", help="override run_cycles")
     p.add_argument("--backend", choices=BACKENDS, default="amaranth")
-    p.add_argument("--jobs", type=int, default=2, help="local worker processes (default 2)")
+    p.add_argument("--jobs", type=positive_int, default=2,
+                   help="local worker processes (default 2)")
     p.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address "
                    "(tcp://host:8786): run the grid on that cluster")
-    p.add_argument("--csv", default="build/sweep.csv", help="CSV output (default %(default)s)")
+    p.add_argument("--csv", type=output_file, default="build/sweep.csv",
+                   help="CSV output (default %(default)s)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("bench-sim", help="simulation speed of the whole GPU: simulated "
@@ -391,7 +455,8 @@ def build_parser():
     p = sub.add_parser("summary", help="generate every block's Verilog into build/ and "
                        "summarize the model")
     _add_params(p)
-    p.add_argument("-o", "--output", default="build/verilog", help="output folder")
+    p.add_argument("-o", "--output", type=output_folder, default="build/verilog",
+                   help="output folder")
     p.set_defaults(func=cmd_summary)
 
     from rtl.blocks import BLOCKS
@@ -399,7 +464,8 @@ def build_parser():
     p = sub.add_parser("verilog", help="emit Verilog for a block")
     p.add_argument("--block", choices=choices, default="all")
     _add_params(p)
-    p.add_argument("-o", "--output", default="build/verilog", help="output folder")
+    p.add_argument("-o", "--output", type=output_folder, default="build/verilog",
+                   help="output folder")
     p.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("synth", help="Yosys synth_ecp5 + nextpnr-ecp5 (LFE5UM5G-45F, speed 8, "
@@ -409,7 +475,8 @@ def build_parser():
     p.add_argument("--freq", type=float, default=125.0, help="target clock, MHz (default 125)")
     p.add_argument("--no-pnr", action="store_true", help="synthesis only (cell counts)")
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
-    p.add_argument("-o", "--output", default="build/synth", help="work folder")
+    p.add_argument("-o", "--output", type=output_folder, default="build/synth",
+                   help="work folder")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("regmap", help="print a block's register map (Markdown)")
@@ -436,7 +503,8 @@ def build_parser():
                    help="doorbell ingress ports (default 1)")
     p.add_argument("--per-vf", action="store_true",
                    help="also print each VF's deliveries and worst / mean wait")
-    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    p.add_argument("--json", type=output_file, metavar="FILE",
+                   help="also write the rows as JSON")
     p.set_defaults(func=cmd_bench_doorbell)
 
     from sim.bench_world_switch import LATENCIES, SIZES, WIDTHS
@@ -451,8 +519,10 @@ def build_parser():
     p.add_argument("--measure-upto", type=parse_size, default=16 << 10, metavar="SIZE",
                    help="simulate points up to this context size; larger ones print the "
                         "model (default 16KiB)")
-    p.add_argument("--jobs", type=int, default=2, help="parallel simulations (default 2)")
-    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    p.add_argument("--jobs", type=positive_int, default=2,
+                   help="parallel simulations (default 2)")
+    p.add_argument("--json", type=output_file, metavar="FILE",
+                   help="also write the rows as JSON")
     p.set_defaults(func=cmd_bench_switch)
 
     p = sub.add_parser("fuzz", help="hostile campaign on the whole GPU: random PF and VF "
@@ -465,7 +535,8 @@ def build_parser():
     p.set_defaults(func=cmd_fuzz)
 
     p = sub.add_parser("docs", help="regenerate the generated pages of docs/")
-    p.add_argument("-o", "--output", default="docs/generated", help="output folder")
+    p.add_argument("-o", "--output", type=output_folder, default="docs/generated",
+                   help="output folder")
     p.set_defaults(func=cmd_docs)
     return parser
 
@@ -479,6 +550,11 @@ def main(argv=None):
     try:
         return args.func(args)
     except (ParamError, ScenarioError) as e:
+        print(f"sriov-gpu: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # An output the up-front check passed that still could not be written (the disk
+        # filled, the folder went away): what failed, on one line.
         print(f"sriov-gpu: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

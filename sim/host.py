@@ -1,11 +1,14 @@
 """The hypervisor's view: configuration accesses, enumeration, and lspci-format dumps."""
 
 from rtl.config_space import bar_specs, pf_config_map, vf_config_map
-from rtl.interfaces import Status
+from rtl.interfaces import REG_DATA_WIDTH, Status
 
 from .drivers import RegBusDriver
 
-__all__ = ["ConfigDriver", "enumerate_device", "enumerate_and_dump", "lspci_dump", "rid_of"]
+__all__ = ["ConfigDriver", "enumerate_device", "enumerate_and_dump", "lspci_dump", "rid_of",
+           "size_bar"]
+
+DWORD_MASK = (1 << REG_DATA_WIDTH) - 1
 
 
 def rid_of(params, fn, pf_rid=0):
@@ -96,9 +99,12 @@ async def enumerate_device(tb, params, num_vfs, base=0x4_0000_0000, base32=0xE00
             assert size == bar.size, f"{prefix}{bar.index} sized {size:#x}, spec {bar.size:#x}"
             total = size * max(count, 1)
             address = (windows[bar.is64] + total - 1) // total * total   # naturally aligned
-            await cfg.write(0, f"{prefix}{bar.index}", ADDR=(address & 0xFFFFFFFF) >> (size.bit_length() - 1))
-            if bar.is64:
-                await cfg.write(0, f"{prefix}{bar.index + 1}", ADDR_HI=address >> 32)
+            # As host software does: the address's dwords, straight into the BAR's dwords
+            # (the bits below the size and the type bits are read-only and keep their value).
+            dwords = [f"{prefix}{bar.index}"] + ([f"{prefix}{bar.index + 1}"] if bar.is64 else [])
+            for k, name in enumerate(dwords):
+                await cfg.write_dword(0, cfg.pf_map.offset(name),
+                                      address >> (k * REG_DATA_WIDTH) & DWORD_MASK)
             result[key][bar.index] = (address, size)
             windows[bar.is64] = address + total
     await cfg.write(0, "SRIOV_NUM_VFS", NUM_VFS=num_vfs)

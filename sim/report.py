@@ -164,6 +164,7 @@ def table(s):
 
 
 def write_json(s, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(s, indent=1, sort_keys=False) + "\n")
 
 

@@ -1,12 +1,13 @@
 """The command line: useful output for good input, one line and exit 2 for bad input."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from sim.cli import main, parse_size
+from sim.cli import main, parse_size, write_output
 
 
 def run(*args):
@@ -103,3 +104,74 @@ def test_config_dump_prints_lspci_format_for_each_function():
 def test_config_dump_refuses_functions_that_do_not_exist(args, says):
     proc = run(*args)
     assert proc.returncode == 2 and says in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def one_line_exit_2(proc, says):
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("command", ["sweep", "bench-switch"])
+@pytest.mark.parametrize("jobs", ["0", "-1", "two"])
+def test_jobs_below_one_exits_2_with_one_line(command, jobs):
+    one_line_exit_2(run(command, "--jobs", jobs), f"argument --jobs: {jobs!r} is not a positive")
+
+
+def test_config_dump_of_a_4_gib_vf_bar_shows_it_above_4_gib():
+    proc = run("config-dump", "--vfs", "2", "--numvfs", "2", "--vf-aperture", "4GiB", "--fn", "0")
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    assert proc.stdout.startswith("00:00.0 Class 0300: Device 1002:6929")
+
+
+@pytest.mark.parametrize("args, says", [
+    (["config-dump", "--vf-aperture", "3GiB"], "vf_fb_aperture=3221225472 must be a power of two"),
+    (["config-dump", "--vf-aperture", "2TiB"], "vf_fb_aperture="),
+])
+def test_a_bar_size_that_cannot_be_built_exits_2_naming_the_parameter(args, says):
+    one_line_exit_2(run(*args), says)
+
+
+#: Every output option: (command and its arguments, the option), the path appended after it.
+OUTPUTS = [(["sweep"], "--csv"), (["bench-doorbell"], "--json"), (["bench-switch"], "--json"),
+           (["report"], "-o"), (["verilog"], "-o"), (["summary"], "-o"), (["synth"], "-o"),
+           (["docs"], "-o")]
+
+
+@pytest.mark.parametrize("args, option", OUTPUTS)
+def test_an_output_under_a_file_exits_2_before_running_and_creates_nothing(tmp_path, args, option):
+    # A file where a folder must be: unwritable even for root.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    target = blocker / "sub" / "out"
+    proc = run(*args, option, str(target))
+    one_line_exit_2(proc, f"argument {option}")
+    assert "is a file, not a folder" in proc.stderr and not proc.stdout
+    assert sorted(tmp_path.iterdir()) == [blocker] and blocker.read_text() == ""
+
+
+@pytest.mark.parametrize("args, option, is_", [(["sweep"], "--csv", "folder"),
+                                               (["report"], "-o", "file")])
+def test_an_output_of_the_wrong_kind_exits_2(tmp_path, args, option, is_):
+    path = tmp_path / "x"
+    path.mkdir() if is_ == "folder" else path.write_text("kept")
+    one_line_exit_2(run(*args, option, str(path)), f"is a {is_}, not a")
+    assert path.is_dir() if is_ == "folder" else path.read_text() == "kept"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits")
+def test_an_output_in_a_read_only_folder_exits_2(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        one_line_exit_2(run("sweep", "--csv", str(locked / "new" / "s.csv")), "is not writable")
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_output_files_get_their_folder_created(tmp_path):
+    path = tmp_path / "new" / "deeper" / "rows.json"
+    write_output(path, "[]")
+    assert path.read_text() == "[]"

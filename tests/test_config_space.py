@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from rtl.params import GpuParams
+from rtl.config_space import BAR_INDICES
+from rtl.params import GiB, GpuParams, MiB
 from rtl.interfaces import Status
 from sim.backend import run_amaranth, run_cocotb
 from sim.host import lspci_dump
@@ -135,6 +136,52 @@ def test_lspci_decodes_the_dump_as_an_sriov_gpu(enumerated, tmp_path):
     assert f"Region 5: Memory at {info['pf_bars']['5'][0]:08x} (32-bit, non-prefetchable)" in out
     assert "Vendor Specific Information: ID=0002" in out
     assert out.count("Illegal Vendor ID") == 2             # the two VFs read all ones
+
+
+#: PCI memory BAR type bits (bits 3:0 of the low dword): 64-bit (0b10 << 1), prefetchable (8).
+TYPE_64_PREFETCH = 0b1100
+ALL64 = (1 << 64) - 1
+
+
+@pytest.mark.parametrize("vf, size", [(True, 4 * GiB), (True, 8 * GiB), (True, 256 * MiB),
+                                      (False, 64 * GiB)])
+def test_a_64_bit_bar_of_4_gib_and_more_sizes_and_decodes_like_the_pci_spec_says(vf, size):
+    # The FB BAR (BAR0) of the PF, or the VFs' (SR-IOV VF BAR0), 64-bit prefetchable.
+    changes = {"vf_fb_aperture" if vf else "pf_fb_aperture": size}
+    params = GpuParams(num_vfs=2, **changes)
+    address = 20 * size           # naturally aligned, above 4 GiB: both dwords hold bits
+    got = run_amaranth("config_space", params, BENCH + "probe_bar", vf=vf, index=0,
+                       address=address | (size >> 1) | 0xF, num_vfs=2)
+
+    def u64(pair):
+        return pair[0] | pair[1] << 32
+
+    # Sizing: all ones read back as ~(size - 1) over 64 bits, the type bits in bits 3:0.
+    assert u64(got["sized"]) == (~(size - 1) & ALL64 & ~0xF) | TYPE_64_PREFETCH
+    assert u64(got["restored"]) == u64(got["saved"]) == TYPE_64_PREFETCH
+    # The bits below the size and the type bits are read-only: the base is the aligned part.
+    assert u64(got["placed"]) == address | TYPE_64_PREFETCH
+    bars = got["vf_bars"] if vf else got["pf_bars"]
+    assert bars[BAR_INDICES.index(0)] == address
+
+
+@pytest.mark.skipif(not shutil.which("lspci") and "lspci" not in
+                    os.environ.get("SRIOV_REQUIRE_TOOLS", ""), reason="lspci (pciutils) missing")
+def test_lspci_decodes_a_4_gib_vf_bar_placed_above_4_gib(tmp_path):
+    size = 4 * GiB
+    params = GpuParams(num_vfs=2, vf_fb_aperture=size)
+    info, dumps = enumerate_dump(params, 2, fns=[0])
+    address, sized = info["vf_bars"]["0"]
+    assert sized == size and address % (2 * size) == 0    # a window of NumVFs apertures
+    s = ext_caps(dumps[0])[0x0010]
+    # VF BAR0's low dword holds only the type bits; the address is all in the upper one.
+    assert (u32(dumps[0], s + 0x24), u32(dumps[0], s + 0x28)) == (TYPE_64_PREFETCH, address >> 32)
+    path = tmp_path / "dump.txt"
+    path.write_text(lspci_dump(params, dumps))
+    out = subprocess.run(["lspci", "-F", str(path), "-vvv"], capture_output=True,
+                         text=True, check=True).stdout
+    sriov = out[out.index("Single Root I/O Virtualization"):]
+    assert f"Region 0: Memory at {address:016x} (64-bit, prefetchable)" in sriov
 
 
 @pytest.mark.parametrize("vfs", [1, 16, 64])

@@ -1,6 +1,6 @@
 import pytest
 
-from rtl.params import GpuParams, GiB, MiB, ParamError
+from rtl.params import GpuParams, GiB, MiB, ParamError, TiB
 
 
 def test_defaults_are_the_design_notes_generation():
@@ -30,12 +30,27 @@ def test_num_vfs_outside_1_to_64_is_refused_by_name(vfs):
     ({"tag_width": -1}, "tag_width"),
     ({"num_vfs": "16"}, "num_vfs"),
     ({"fb_size": 2 ** 20 * 16 * MiB}, "fb_size"),
+    ({"vf_fb_aperture": 3 * GiB}, "vf_fb_aperture"),
+    ({"vf_fb_aperture": 2 * TiB}, "vf_fb_aperture"),
+    ({"pf_mmio_size": 4 * GiB}, "pf_mmio_size"),       # a 32-bit BAR
+    ({"vf_mmio_size": 8 * GiB}, "vf_mmio_size"),
 ])
 def test_bad_values_raise_one_line_naming_the_parameter(changes, name):
     with pytest.raises(ParamError) as info:
         GpuParams(**changes)
     message = str(info.value)
     assert message.startswith(f"{name}=") and "\n" not in message
+
+
+@pytest.mark.parametrize("name", ["pf_mmio_size", "vf_mmio_size"])
+def test_a_32_bit_bar_of_4_gib_is_refused_saying_it_is_32_bit(name):
+    with pytest.raises(ParamError, match=rf"^{name}=.* 32-bit, at most 2 GiB"):
+        GpuParams(**{name: 4 * GiB})
+
+
+def test_64_bit_bars_take_4_gib_and_more():
+    p = GpuParams(vf_fb_aperture=4 * GiB, pf_fb_aperture=64 * GiB)
+    assert (p.vf_fb_aperture, p.pf_fb_aperture) == (4 * GiB, 64 * GiB)
 
 
 def test_params_are_frozen_and_copies_are_validated():

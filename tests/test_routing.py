@@ -2,7 +2,7 @@
 
 import pytest
 
-from rtl.params import GpuParams
+from rtl.params import GiB, GpuParams
 from sim.backend import run_amaranth, run_cocotb
 
 BENCH = "tests.benches.routing:random_routing"
@@ -13,6 +13,13 @@ BENCH = "tests.benches.routing:random_routing"
 def test_requests_route_to_the_function_the_sriov_rules_name(vfs, stride, offset):
     params = GpuParams(num_vfs=vfs, vf_stride=stride, first_vf_offset=offset)
     hits = run_amaranth("router", params, BENCH, seed=vfs * stride, requests=3000)
+    assert all(hits.values()), hits
+
+
+@pytest.mark.parametrize("vf_aperture, pf_aperture", [(4 * GiB, 4 * GiB), (8 * GiB, 64 * GiB)])
+def test_bars_of_4_gib_and_more_route_by_their_upper_address_bits(vf_aperture, pf_aperture):
+    params = GpuParams(num_vfs=4, vf_fb_aperture=vf_aperture, pf_fb_aperture=pf_aperture)
+    hits = run_amaranth("router", params, BENCH, seed=7, requests=2000)
     assert all(hits.values()), hits
 
 

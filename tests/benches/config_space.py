@@ -94,3 +94,43 @@ async def malformed_writes_leave_the_device_consistent(tb, params, seed, writes)
             assert was & fixed == is_ & fixed, \
                 f"function {fn} dword {dword:#x}: read-only bits {was & fixed:#x} -> {is_ & fixed:#x}"
     return {"refused": refused}
+
+
+async def probe_bar(tb, params, vf, index, address, num_vfs=1):
+    """A 64-bit memory BAR as the PCI and SR-IOV specifications describe it, by raw dword
+    accesses only (no register table): the PF's BAR ``index`` (header byte 0x10 + 4 * index)
+    or, with ``vf``, the SR-IOV capability's VF BAR ``index`` (capability + 0x24 + 4 * index),
+    the capability found by walking the extended capability chain from byte 0x100.
+
+    Writes all ones to both dwords and reads them back (sizing), restores them, then writes
+    ``address`` and enables decoding; returns the dwords read and the base the config space
+    then drives to routing."""
+    cfg = ConfigDriver(tb, params)
+    byte = 0x10
+    if vf:
+        at = 0x100
+        while True:
+            _, header = await cfg.read_dword(0, at // 4)
+            if header & 0xFFFF == 0x0010:        # SR-IOV
+                break
+            at = header >> 20
+            assert at, "no SR-IOV capability"
+        byte = at + 0x24
+    low, high = byte // 4 + index, byte // 4 + index + 1
+    saved = [(await cfg.read_dword(0, d))[1] for d in (low, high)]
+    for d in (low, high):
+        await cfg.write_dword(0, d, 0xFFFFFFFF)
+    sized = [(await cfg.read_dword(0, d))[1] for d in (low, high)]
+    for d, value in zip((low, high), saved):
+        await cfg.write_dword(0, d, value)
+    restored = [(await cfg.read_dword(0, d))[1] for d in (low, high)]
+    for k, d in enumerate((low, high)):
+        await cfg.write_dword(0, d, address >> (32 * k) & 0xFFFFFFFF)
+    placed = [(await cfg.read_dword(0, d))[1] for d in (low, high)]
+    await cfg.write(0, "SRIOV_NUM_VFS", NUM_VFS=num_vfs)
+    await cfg.write(0, "SRIOV_CTRL", VF_ENABLE=1, VF_MSE=1)
+    await cfg.write(0, "CMD_STATUS", MEM_EN=1)
+    await tb.tick()
+    return {"saved": saved, "sized": sized, "restored": restored, "placed": placed,
+            "pf_bars": [int(x) for x in tb.get("pf_bars")],
+            "vf_bars": [int(x) for x in tb.get("vf_bars")]}
