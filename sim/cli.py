@@ -297,17 +297,6 @@ def _progress(total):
     return show
 
 
-def _positive(text):
-    """An argparse type: a positive integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
-
-
 def cmd_fuzz(args):
     """The hostile campaign (sim/fuzz.py); exit 1 on any mismatch or if nothing was checked."""
     from sim import fuzz
@@ -323,8 +312,7 @@ def cmd_fuzz(args):
     for line in fuzz.summary(raw):
         print(line)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")
+        write_output(args.json, json.dumps(raw, indent=2) + "\n")
     if not raw["checked"].get("fb") or not raw["engine_checks"]:
         print("sriov-gpu: error: the campaign checked no FB read or no context restore: "
               "give it more --transactions", file=sys.stderr)
@@ -527,11 +515,12 @@ def build_parser():
 
     p = sub.add_parser("fuzz", help="hostile campaign on the whole GPU: random PF and VF "
                        "traffic, legal and not, checked against what each function may see")
-    p.add_argument("--transactions", type=_positive, default=20_000, metavar="N",
+    p.add_argument("--transactions", type=positive_int, default=20_000, metavar="N",
                    help="host requests to make (default %(default)s)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--backend", choices=BACKENDS, default="verilator")
-    p.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
+    p.add_argument("--json", metavar="FILE", type=output_file,
+                   help="also write the full result as JSON")
     p.set_defaults(func=cmd_fuzz)
 
     p = sub.add_parser("docs", help="regenerate the generated pages of docs/")

@@ -47,7 +47,7 @@ __all__ = ["FUZZ_PARAMS", "CONTEXT_TAG", "tag_of", "tagged", "run", "run_body", 
 #: 4 VFs on a 1 MiB FB of 4 KiB granules and units: slices, the CSA and their scrubs are small
 #: enough that a campaign moves them thousands of times.
 FUZZ_PARAMS = GpuParams(num_vfs=4, fb_size=1 * MiB, fb_granule=4 * KiB, iov_fb_unit=4 * KiB,
-                        vf_fb_aperture=64 * KiB, ctx_words=16)
+                        vf_fb_aperture=64 * KiB, ctx_words=16, mem_width=512)
 
 _TAG_SHIFT = 5                       # a byte: 3 bits of writer, 5 random bits
 #: The tag of engine-state words (saved contexts): no host request writes it.
@@ -68,7 +68,9 @@ _DATA_REGS = ("MAILBOX_TRN_DW", "MAILBOX_RCV_DW", "GFX_STATE", "PF_MB_RCV_DW", "
 _CONFIG_KEEP = ("BAR", "VF_BAR", "SRIOV_", "DEV_CTL", "GPUIOV_CMD", "GPUIOV_CNTXT",
                 "CMD_STATUS")
 #: Dwords of each FB unit that the campaign's FB accesses use.
-_HOT_DWORDS = 4
+_HOT_DWORDS = 2
+#: Units in the largest slice the PF programs (all but raw random writes).
+_SLICE_MAX = 12
 #: After ownership starts the engine checks and rewrites its state for a few cycles; a
 #: command that ends ownership waits this long, so the check is not cut by the save.
 _TURN_GUARD = 48
@@ -206,10 +208,8 @@ class _Hypervisor:
         sys, cfg = self.sys, self.cfg
         sys.bars = await enumerate_device(None, self.p, self.p.num_vfs, cfg=cfg)
         await cfg.write(0, "GPUIOV_CNTXT", SIZE=8, LOC=0, OFFSET=_CSA_OFFSETS[0])
-        size = len(_SLICE_UNITS) // len(self.vfs)
-        for vf in self.vfs:
-            await cfg.write(0, "VF_FB", vf - 1, SIZE=size - 1,
-                            OFFSET=_SLICE_UNITS[0] + (vf - 1) * size)
+        self.programmed = [0] * len(self.vfs)
+        await self.tidy_layout()
         fbp = sys.bus("fb_partition")
         while (await fbp.read_fields("LAYOUT_STATUS"))["BUSY"]:
             await sys.wait(8)
@@ -338,13 +338,28 @@ class _Hypervisor:
     async def move_slice(self):
         rng = self.rng
         k = rng.randrange(len(self.vfs))
-        if rng.random() < 0.3:
+        if rng.random() < 0.1:
             word = rng.getrandbits(32)
         else:
-            word = self.cfg.pf_map.encode(
-                "VF_FB", SIZE=rng.randrange(32),
-                OFFSET=rng.randrange(_PF_ZONE[0], _SLICE_UNITS[-1] + 16))
+            # Half the time next to another slice as programmed, so that overlaps are common.
+            near = self.programmed[rng.randrange(len(self.vfs))]
+            offset = near + rng.randrange(-12, 12) if rng.random() < 0.5 else \
+                rng.randrange(_PF_ZONE[0], _SLICE_UNITS[-1] + 16)
+            word = self.cfg.pf_map.encode("VF_FB", SIZE=rng.randrange(_SLICE_MAX),
+                                          OFFSET=max(offset, 0))
         await self._write_random_be("VF_FB", k, word)
+        self.programmed[k] = self.cfg.pf_map.decode(
+            "VF_FB", (await self.cfg.read_dword(0, self.cfg.pf_map.offset("VF_FB", k)))[1])["OFFSET"]
+
+    async def tidy_layout(self):
+        """Every VF a disjoint slice again, in a random order: the campaign goes from
+        misprogrammed layouts back to working ones and moves every slice while at it."""
+        size = len(_SLICE_UNITS) // len(self.vfs)
+        order = self.rng.sample(range(len(self.vfs)), len(self.vfs))
+        for k, place in enumerate(order):
+            self.programmed[k] = _SLICE_UNITS[0] + place * size
+            await self.cfg.write(0, "VF_FB", k, SIZE=self.rng.randrange(_SLICE_MAX),
+                                 OFFSET=self.programmed[k])
 
     async def move_cntxt(self):
         rng = self.rng
@@ -378,8 +393,10 @@ class _Hypervisor:
         if write and status == Status.OK and self.ref.classify(address)[2] in self.ref.gfx:
             self.ref.pf_wrote_shared()
 
-    ACTIONS = (("schedule", 40), ("pf_traffic", 30), ("config_noise", 12), ("move_slice", 6),
-               ("move_cntxt", 3), ("flr", 3), ("vf_enable_toggle", 1))
+    #: Weights: a scheduling step takes tens of cycles (a command and its polls), the rest
+    #: a few; the PF misprograms often enough that the guests meet every layout.
+    ACTIONS = (("schedule", 25), ("pf_traffic", 20), ("config_noise", 12), ("move_slice", 20),
+               ("tidy_layout", 4), ("move_cntxt", 6), ("flr", 4), ("vf_enable_toggle", 1))
 
     async def __call__(self):
         await self.setup()
@@ -409,7 +426,9 @@ class _Guest:
             return "random", rng.getrandbits(32) & ~3
         if bar == 0:
             size = (sys.bars["pf_bars"] if fn == 0 else sys.bars["vf_bars"])[0][1]
-            units = min(size, 2 * p.vf_fb_aperture) // p.iov_fb_unit
+            # Mostly inside the largest slice the PF programs, sometimes past the aperture.
+            span = _SLICE_MAX * p.iov_fb_unit if rng.random() < 0.8 else 2 * p.vf_fb_aperture
+            units = min(size, span) // p.iov_fb_unit
             return "fb", sys.bar_base(fn, 0) + _hot_spot(rng, rng.randrange(units), p)
         if bar == 2:
             return "doorbell", sys.bar_base(fn, 2) + rng.randrange(p.doorbells_per_fn + 2) * 4
@@ -432,7 +451,7 @@ class _Guest:
                 self.ref.vf_wrote(vf, address, status, data, be)
             else:
                 self.ref.vf_read(vf, address, status, got, owner)
-            await sys.wait(rng.randrange(1, 8))
+            await sys.wait(rng.randrange(2, 16))
 
 
 async def run_body(tb, params, transactions, seed, progress_file=None):
