@@ -169,6 +169,11 @@ class MmioDecode(wiring.Component):
         self.regmap = mmio_regmap(params)
         self._flop_map = self.regmap.subset("mmio_flops", lambda r: r.bank == "flops")
         self.regs = RegisterFile(params, self._flop_map, permit=self._permit)
+        #: The mailbox words, MAILBOX_WORDS per function (bank n: VF n), and a valid bit per
+        #: word (0: the word reads 0). Made here so that a formal harness can add a read port
+        #: and see every VF's copy.
+        self.mailbox = Memory(shape=32, depth=params.num_fns * MAILBOX_WORDS, init=[])
+        self.mailbox_valid = Signal(params.num_fns * MAILBOX_WORDS)
         super().__init__({
             "bus": In(RegBusSignature(params, MMIO_ADDR_WIDTH)),
             "owner": In(range(params.num_fns)),
@@ -184,8 +189,25 @@ class MmioDecode(wiring.Component):
 
     def _permit(self, scope, req):
         if scope is Scope.OWNER_SHARED:
-            return (req.fn == 0) | (self.owner_valid & (req.fn == self.owner))
+            return (req.fn == 0) | Mux(req.write, self._is_owner(req), self._owner_check_read(req))
         return req.fn == 0
+
+    def _is_owner(self, req):
+        return self.owner_valid & (req.fn == self.owner)
+
+    def _owner_check_read(self, req):
+        """May a VF's read of an owner-shared register see the flops? Only the owner's.
+
+        Its own method (reads and writes ask the same question) so that the formal harness
+        ``tests/formal/mmio_scopes.py`` can be shown to catch a read-only lapse (a mutant in
+        ``tests/formal/mmio_mutants.py`` overrides it).
+        """
+        return self._is_owner(req)
+
+    def _mailbox_bank(self, fn, index, index_ok, any_window):
+        """The mailbox bank a request reaches: MB_INDEX for the PF's window, else the
+        requester's own. (Its own method for the formal mutants, see ``_owner_check_read``.)"""
+        return Mux(any_window, index, fn)
 
     def _hits(self, m, req, bank):
         """{(name, index): hit} for the registers of one bank, in the request's cycle."""
@@ -267,10 +289,10 @@ class MmioDecode(wiring.Component):
         # --- Mailbox state: data in memory, handshake bits in flops -----------------------
         # Each word has a valid bit: an FLR clears the VF's, so its next tenant reads zeros
         # (and a word's first write after it writes zeros to the bytes it leaves out).
-        m.submodules.mailbox = mem = Memory(shape=32, depth=p.num_fns * MAILBOX_WORDS, init=[])
+        m.submodules.mailbox = mem = self.mailbox
         rd = mem.read_port()
         wr = mem.write_port(granularity=8)
-        word_valid = Signal(p.num_fns * MAILBOX_WORDS)
+        word_valid = self.mailbox_valid
         flr = self.flr
         trn_valid, trn_ack, rcv_valid, rcv_ack, valid_int_en, ack_int_en = (
             Signal(p.num_fns, name=name) for name in
@@ -290,7 +312,7 @@ class MmioDecode(wiring.Component):
                 m.d.comb += word.eq(k)
             with m.If(priv.get(("MAILBOX_RCV_DW", k), 0) | window.get(("PF_MB_TRN_DW", k), 0)):
                 m.d.comb += word.eq(4 + k)
-        m.d.comb += bank.eq(Mux(any_window, index, fn))
+        m.d.comb += bank.eq(self._mailbox_bank(fn, index, index_ok, any_window))
         slot = Signal(range(p.num_fns * MAILBOX_WORDS))
         m.d.comb += slot.eq(bank * MAILBOX_WORDS + word)
         was_valid = bit(word_valid, slot)

@@ -254,6 +254,16 @@ class WorldSwitch(wiring.Component):
         #: Named here for the formal harness.
         self.gpu_state = Signal(GpuState)
         self.cur = Signal(range(p.num_fns))
+        #: The function the current phase works on, the incoming one of a switch, and which
+        #: mover's set is live (also for the harness).
+        self.target = Signal(range(p.num_fns))
+        self.nxt = Signal(range(p.num_fns))
+        self.bank = Signal()
+        #: Functions with a context that may be loaded; in an overlapped switch, the shadow
+        #: set's load has ended (and was aborted) while the save goes on (also for the harness).
+        self.ctx_valid = Signal(p.num_fns)
+        self.shadow_fin = Signal()
+        self.shadow_abt = Signal()
         super().__init__({
             "cfg": In(RegBusSignature(params, self.regmap.addr_width)),
             "iov_cmd": In(ValidSignature(iov_command_layout())),
@@ -295,7 +305,7 @@ class WorldSwitch(wiring.Component):
         # `bank` names the mover whose engine-state memory is live ("act"); the other is the
         # shadow set ("sh"), which only an overlapped switch loads into. The live set always
         # uses the `mem` port, the shadow set `mem_load`; they swap when a switch ends.
-        bank = Signal()
+        bank = self.bank
         cmd_layout = self.movers[0].cmd.payload.shape()
         act_cmd, sh_cmd = Signal(cmd_layout), Signal(cmd_layout)
         act_valid, sh_valid, act_abort, sh_abort = Signal(), Signal(), Signal(), Signal()
@@ -355,7 +365,7 @@ class WorldSwitch(wiring.Component):
 
         # --- State ------------------------------------------------------------------------
         state, cur = self.gpu_state, self.cur
-        ctx_valid = Signal(n)               # function n has a context that may be loaded
+        ctx_valid = self.ctx_valid          # function n has a context that may be loaded
         ctx_set = Signal(n)
         auto = Signal()
         flr = self.flr
@@ -367,7 +377,7 @@ class WorldSwitch(wiring.Component):
         # An FLR invalidates the function's context wherever it is; one on the GPU leaves
         # it (the sequence below also sees the FLR and ends what it was doing for it).
         m.d.sync += ctx_valid.eq((ctx_valid | ctx_set) & ~flr)
-        flr_cur = flr.bit_select(cur, 1) & (state != GpuState.EMPTY)
+        flr_cur = self._flr_takes_off(flr, cur, state)
 
         # --- The command latch: a command may arrive while an automatic switch runs -------
         cmd_valid = Signal()
@@ -424,8 +434,8 @@ class WorldSwitch(wiring.Component):
             m.d.sync += count.eq(0)
 
         # --- Where contexts live ------------------------------------------------------------
-        target = Signal.like(cur)           # the function the current phase works on
-        nxt = Signal.like(cur)              # the incoming function of a switch
+        target = self.target                # the function the current phase works on
+        nxt = self.nxt                      # the incoming function of a switch
         switching = Signal()                # after this phase: LOAD nxt, then RUN
         # The CSA is the FB partition unit's active one: the PF programs it through CNTXT
         # and it is locked while anything here depends on it. It must hold every function's
@@ -598,10 +608,13 @@ class WorldSwitch(wiring.Component):
                 with m.If(act_done):
                     end_phase(Phase.LOAD)
                     # The incoming context may have been reset after the command was
-                    # checked, before the mover started: then it was aborted at once.
+                    # checked, before the mover started: then it was aborted at once. One
+                    # reset in the mover's last cycle finds it done, not aborted, and
+                    # ctx_valid not yet cleared: the FLR itself is checked too.
                     with m.If(fault_now):
                         stop(IovStatus.CSA_FAULT, GpuState.EMPTY)
-                    with m.Elif(act_aborted | ~ctx_valid.bit_select(target, 1)):
+                    with m.Elif(act_aborted | ~ctx_valid.bit_select(target, 1) |
+                                flr.bit_select(target, 1)):
                         m.d.sync += state.eq(GpuState.EMPTY)
                         finish(IovStatus.FLR_ABORTED)
                         m.next = "READY"
@@ -616,7 +629,9 @@ class WorldSwitch(wiring.Component):
 
             with m.State("RUN"):
                 m.d.comb += busy.eq(1)
-                with m.If(flr.bit_select(cur, 1)):
+                # Checked again here: an FLR in the cycle RUN_GPU was decoded took the
+                # context off the GPU (EMPTY) without ending the command.
+                with m.If(flr.bit_select(cur, 1) | ~self._context_loaded(state)):
                     m.d.sync += state.eq(GpuState.EMPTY)
                     finish(IovStatus.FLR_ABORTED)
                 with m.Else():
@@ -633,7 +648,7 @@ class WorldSwitch(wiring.Component):
                 # the shadow set at the same time, each on its own memory port.
                 m.d.comb += busy.eq(1)
                 started = Signal(name="started_overlap")     # both movers, together
-                a_fin, a_abt, s_fin, s_abt = Signal(), Signal(), Signal(), Signal()
+                a_fin, a_abt, s_fin, s_abt = Signal(), Signal(), self.shadow_fin, self.shadow_abt
                 m.d.comb += [act_cmd.op.eq(CtxOp.SAVE), act_valid.eq(~started & (count != 0)),
                              sh_valid.eq(~started & (count != 0))]
                 with m.If(count != 0):
@@ -646,7 +661,9 @@ class WorldSwitch(wiring.Component):
                 with m.If(sh_done):
                     m.d.sync += [s_fin.eq(1), s_abt.eq(sh_aborted)]
                     record_phase(Phase.LOAD)
-                load_failed = Mux(sh_done, sh_aborted, s_abt) | ~ctx_valid.bit_select(nxt, 1)
+                # (An FLR of nxt in this very cycle has not cleared its ctx_valid yet.)
+                load_failed = (Mux(sh_done, sh_aborted, s_abt) | ~ctx_valid.bit_select(nxt, 1) |
+                               flr.bit_select(nxt, 1))
                 save_failed = Mux(act_done, ~saved, a_abt)
                 with m.If((a_fin | act_done) & (s_fin | sh_done)):
                     m.d.sync += [started.eq(0), a_fin.eq(0), s_fin.eq(0),
@@ -737,8 +754,21 @@ class WorldSwitch(wiring.Component):
             m.d.sync += state.eq(GpuState.EMPTY)
         return m
 
+    # The two rules below are methods of their own so that the formal harness
+    # (tests/formal/world_switch_ownership.py) can be shown to catch them broken: planted-bug
+    # subclasses in tests/formal/world_switch_mutants.py override them.
+
     @staticmethod
-    def _decode(m, c):
+    def _context_loaded(state):
+        """``cur``'s context is loaded and nobody owns the GPU: RUN may give it to ``cur``."""
+        return state == GpuState.LOADED
+
+    @staticmethod
+    def _flr_takes_off(flr, cur, state):
+        """An FLR of the function on the GPU takes it off (whatever its state)."""
+        return flr.bit_select(cur, 1) & (state != GpuState.EMPTY)
+
+    def _decode(self, m, c):
         """Check a host command (``c``: the signals it reads and writes, by name); start it,
         or end it at once with the reason it is refused."""
         known = Signal()
@@ -759,8 +789,7 @@ class WorldSwitch(wiring.Component):
                              legal.eq(~c.auto & (c.state == GpuState.EMPTY) &
                                       c.ctx_valid.bit_select(c.fn, 1))]
             with m.Case(IovCommand.RUN_GPU):
-                m.d.comb += [known.eq(1),
-                             legal.eq(~c.auto & (c.state == GpuState.LOADED) & c.is_cur)]
+                m.d.comb += [known.eq(1), legal.eq(~c.auto & self._context_loaded(c.state) & c.is_cur)]
             with m.Case(IovCommand.CONTEXT_SWITCH):
                 m.d.comb += [known.eq(1), needs_nxt.eq(1), needs_csa.eq(1),
                              legal.eq(~c.auto & running & c.is_cur &

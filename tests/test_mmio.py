@@ -7,6 +7,7 @@ from sim.backend import run_amaranth, run_cocotb
 from sim.formal import prove
 from sim.toolchain import BUILD_DIR
 
+from .formal.mmio_mutants import MUTANTS as MMIO_MUTANTS
 from .formal.mmio_scopes import MmioScopeHarness
 
 BENCH = "tests.benches.mmio:"
@@ -55,9 +56,24 @@ def test_world_switch_restores_the_shared_flops_from_context_beats(width, regs):
                         BENCH + "shared_registers_restore_from_context_beats") == {"ok": True}
 
 
+#: Two VFs: enough for one VF to reach another's mailbox; two shared registers.
+FORMAL_PARAMS = GpuParams(num_vfs=2, shared_regs=2, counter_width=8)
+#: Each planted bug shows within a few cycles from reset (set MB_INDEX, then one access).
+MMIO_BMC_DEPTH = 6
+
+
 @pytest.mark.formal
 def test_vfs_never_change_pf_only_registers_or_unowned_shared_flops():
-    params = GpuParams(num_vfs=2, shared_regs=2, counter_width=8)
-    result = prove(MmioScopeHarness(params), BUILD_DIR / "formal" / "mmio_scopes")
+    """Writes and reads: PF-only and owner-shared flops, refused answers, VF mailboxes."""
+    result = prove(MmioScopeHarness(FORMAL_PARAMS), BUILD_DIR / "formal" / "mmio_scopes")
     assert result, result.log[-4000:]
     assert "successful proof by k-induction" in result.log
+
+
+@pytest.mark.formal
+@pytest.mark.parametrize("mutant", MMIO_MUTANTS, ids=lambda cls: cls.__name__)
+def test_register_scope_proof_fails_from_reset_on_a_planted_bug(mutant):
+    result = prove(MmioScopeHarness(FORMAL_PARAMS, mutant), BUILD_DIR / "formal" /
+                   f"mmio_scopes_{mutant.__name__}", depth=MMIO_BMC_DEPTH, mode="bmc")
+    assert not result, f"no counterexample with {mutant.__name__}: {mutant.__doc__}"
+    assert "Assert failed" in result.log, result.log[-2000:]

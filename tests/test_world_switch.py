@@ -10,6 +10,7 @@ from sim.backend import run_amaranth, run_cocotb
 from sim.formal import prove
 from sim.toolchain import BUILD_DIR
 
+from .formal.world_switch_mutants import MUTANTS as WS_MUTANTS
 from .formal.world_switch_ownership import WorldSwitchOwnershipHarness
 
 BENCH = "tests.benches.world_switch:"
@@ -168,12 +169,35 @@ def test_solid_auto_mode_runs_functions_without_work_too():
     assert 2 in [fn for fn, _ in result["first"]]
 
 
+#: One-beat contexts (1 shared register, 1 engine word): the smallest sequence that still
+#: saves, loads and switches; 2 VFs so that a switch has somewhere to go.
+FORMAL_PARAMS = GpuParams(num_vfs=2, shared_regs=1, ctx_words=1, mem_width=64,
+                          mem_outstanding=2, mem_latency=2, fb_size=64 * KiB,
+                          fb_granule=4 * KiB, vf_fb_aperture=16 * KiB, counter_width=8)
+#: The planted bugs' BMC runs: 1 VF, a memory of latency 1, and the PF's register port idle
+#: (``quiet``), so z3 reaches a switch from reset quickly.
+WS_BMC_PARAMS = FORMAL_PARAMS.with_(num_vfs=1, mem_latency=1, mem_outstanding=1)
+#: (depth, skip) per planted bug: RUN_GPU after reset shows at step 4; keeping the owner
+#: after its FLR needs INIT_GPU, LOAD_GPU_STATE and RUN_GPU first (18 cycles from reset), so
+#: that run checks from step 20 only (z3 would spend minutes showing the early steps clean).
+WS_BMC = {"RunWithoutLoad": (30, 0), "OwnerKeptAfterFlr": (21, 20)}
+
+
 @pytest.mark.formal
 def test_ownership_never_jumps_between_functions_and_an_flr_ends_it():
-    params = GpuParams(num_vfs=2, shared_regs=1, ctx_words=1, mem_width=64, mem_outstanding=2,
-                       mem_latency=2, fb_size=64 * KiB, fb_granule=4 * KiB,
-                       vf_fb_aperture=16 * KiB, counter_width=8)
-    result = prove(WorldSwitchOwnershipHarness(params), BUILD_DIR / "formal" / "world_switch",
-                   depth=6)
+    """Also: only a function whose context was loaded whole since its last FLR owns the GPU."""
+    result = prove(WorldSwitchOwnershipHarness(FORMAL_PARAMS), BUILD_DIR / "formal" /
+                   "world_switch", depth=6)
     assert result, result.log[-4000:]
     assert "successful proof by k-induction" in result.log
+
+
+@pytest.mark.formal
+@pytest.mark.parametrize("mutant", WS_MUTANTS, ids=lambda cls: cls.__name__)
+def test_ownership_proof_fails_from_reset_on_a_planted_bug(mutant):
+    depth, skip = WS_BMC[mutant.__name__]
+    result = prove(WorldSwitchOwnershipHarness(WS_BMC_PARAMS, mutant, quiet=True),
+                   BUILD_DIR / "formal" / f"world_switch_{mutant.__name__}", depth=depth,
+                   mode="bmc", skip=skip)
+    assert not result, f"no counterexample with {mutant.__name__}: {mutant.__doc__}"
+    assert "Assert failed" in result.log, result.log[-2000:]
