@@ -53,7 +53,7 @@ GPU_PARAMS = FORMAL.with_(num_vfs=2, iov_fb_unit=4 * KiB, ctx_words=1, shared_re
 #: two regions (the planted overlap) from cycle 25. The clean top is checked to
 #: GPU_BMC_DEPTH (what yices does in about 3 minutes); the planted bugs, with the inputs
 #: narrowed (``steer``), to GPU_BMC_MUTANT_DEPTH.
-GPU_BMC_DEPTH = 24
+GPU_BMC_DEPTH = 20
 GPU_BMC_MUTANT_DEPTH = 28
 
 
