@@ -396,7 +396,7 @@ class FbPartition(wiring.Component):
                                                     p.num_fns))
         super().__init__(members)
 
-    # The three small decisions below are methods so that tests can plant a bug in each
+    # The small decisions below are methods so that tests can plant a bug in each
     # (tests/formal/fb_isolation.py) and show that the proof catches it.
     def _beyond_aperture(self, acc):
         """A VF HOST offset at or beyond the VF FB BAR's size."""
@@ -409,6 +409,10 @@ class FbPartition(wiring.Component):
 
     def _blocked(self, kind):
         return kind != Violation.NONE
+
+    def _slice_base(self, acc):
+        """The active base (granules) of the slice an access of function ``acc.fn`` is in."""
+        return Array(a.base for a in self.active)[acc.fn]
 
     def _programmed(self, m):
         """The programmed regions: the ``layout`` port, or this block's own registers."""
@@ -524,7 +528,7 @@ class FbPartition(wiring.Component):
             verdicts[n] = v
         verdict = data.View(verdict_layout, Array(verdicts)[acc.fn])
         phys_g = Signal(gw + 1)
-        m.d.comb += phys_g.eq(Array(a.base for a in active)[acc.fn] + offset_g)
+        m.d.comb += phys_g.eq(self._slice_base(acc) + offset_g)
         ctx_in_csa = (offset_g >= active_csa_lo) & (offset_g < active_csa_hi)
         beyond_aperture = self._beyond_aperture(acc)
 

@@ -27,9 +27,13 @@ class FbInitiator(enum.Enum, shape=2):
 
 
 def host_fb_entry_layout(params):
-    """A host FB access the FB partition unit granted: physical byte address, one dword."""
+    """A host FB access the FB partition unit granted: physical byte address, one dword, and
+    the function it is for (``fn``: not used to route it; it lets the whole-GPU proof,
+    tests/formal/gpu_isolation.py, judge each access at the port against that function's
+    slice without a copy of the queue)."""
     return data.StructLayout({"addr": unsigned(params.fb_addr_width), "write": 1, "data": 32,
-                              "be": 4, "tag": HOST_TAG_WIDTH})
+                              "be": 4, "tag": HOST_TAG_WIDTH,
+                              "fn": unsigned(params.fn_width)})
 
 
 def host_fb_done_layout():
@@ -203,6 +207,10 @@ class FbPort(wiring.Component):
         self.depth = depth
         p = params
         self.scrubber = Scrubber(params, depth)
+        #: Observation, named here for the formal harness: who has the port this cycle, and
+        #: the host access at the head of the queue (what goes out when ``pick`` is HOST).
+        self.pick = Signal(FbInitiator, init=FbInitiator.HOST)
+        self.host_head = Signal(host_fb_entry_layout(p))
         super().__init__({
             "live": In(FbMemSignature(p)),
             "shadow": In(FbMemSignature(p)),
@@ -244,11 +252,12 @@ class FbPort(wiring.Component):
         entry_layout = host_fb_entry_layout(p)
         m.submodules.host_q = host_q = fifo.SyncFIFOBuffered(width=entry_layout.size, depth=depth)
         m.d.comb += [host_q.w_en.eq(self.host.valid), host_q.w_data.eq(self.host.payload)]
-        entry = data.View(entry_layout, host_q.r_data)
+        entry = self.host_head
+        m.d.comb += entry.eq(host_q.r_data)
         host_req, lane = self._host_request(m, entry)
 
         # --- The grant: from the world switch's step, a register ----------------------------
-        pick = Signal(FbInitiator, init=FbInitiator.HOST)
+        pick = self.pick
         # The scrubber asks only while it fills (its request is a state of its FSM).
         host_or_scrub = Mux(scrubber.mem.req.valid & ((pick == FbInitiator.HOST) | ~host_q.r_rdy),
                             FbInitiator.SCRUB, FbInitiator.HOST)

@@ -172,6 +172,9 @@ class SriovGpu(wiring.Component):
 
     #: Answers take 3 cycles, FB reads 7 + L, world switches their phases: see above.
     LATENCY = None
+    #: The FB partition unit the top builds (a class attribute so that the whole-GPU proof
+    #: can plant a bug in it: tests/formal/gpu_isolation.py).
+    FB_PARTITION = FbPartition
 
     def __init__(self, params):
         if params.pf_mmio_size < len(REG_WINDOWS) * REG_WINDOW_SIZE:
@@ -182,7 +185,7 @@ class SriovGpu(wiring.Component):
         self.iov = GpuIov(params)
         self.router = Router(params)
         self.mmio = MmioDecode(params)
-        self.fbp = FbPartition(params, external_layout=True)
+        self.fbp = self.FB_PARTITION(params, external_layout=True)
         self.fb_port = FbPort(params, HOST_CREDITS)
         self.doorbells = DoorbellArbiter(params)
         self.regmap = gpu_regmap(params)
@@ -392,7 +395,7 @@ class SriovGpu(wiring.Component):
         entry = port.host.payload
         m.d.comb += [port.host.valid.eq(fb_ok), entry.addr.eq(fb_res.addr),
                      entry.write.eq(fb_res.write), entry.data.eq(d_.data), entry.be.eq(d_.be),
-                     entry.tag.eq(fb_res.tag)]
+                     entry.tag.eq(fb_res.tag), entry.fn.eq(fb_res.fn)]
         # Fixed-latency answers go first; FB read data waits in its queue for a free cycle.
         done = port.host_done
         m.d.comb += done.ready.eq(~answer_valid)
