@@ -141,7 +141,10 @@ class SriovGpu(wiring.Component):
     FB access; an FB read in cycle t + 7 + L (the partition check, the queue, the memory).
     At most :data:`HOST_CREDITS` requests hold a credit at once: each from acceptance to its
     answer, and an FB write until it has left for FB (it is answered before), so the FB
-    queue never overflows however long the world switch keeps the port.
+    queue never overflows however long the world switch keeps the port. FB read data that
+    loses the answer port to a fixed-latency answer drops ``req.ready`` until it is out, so
+    every read is answered at most three cycles after its data returns, whatever the host
+    sends meanwhile.
 
     The FB layout is the GPU-IOV capability's: VFn_FB_SIZE / OFFSET (both 0: no slice) and
     CNTXT (SIZE 0 or LOC = 1: no FB CSA), in ``iov_fb_unit`` units, go to the FB partition
@@ -295,8 +298,13 @@ class SriovGpu(wiring.Component):
         outstanding = Signal(range(HOST_CREDITS + 1))
         b = Signal(host_request_layout(p))          # the request being routed
         b_valid = Signal()
+        # FB read data that lost the answer port to a fixed-latency answer stops new
+        # requests until it is out: with at most three requests in the pipeline behind it,
+        # no flood of register or configuration requests can hold a read answer back for
+        # more than three cycles (bounded response for every accepted request).
+        read_waits = Signal()
         m.d.comb += [
-            req.ready.eq(outstanding < HOST_CREDITS),
+            req.ready.eq((outstanding < HOST_CREDITS) & ~read_waits),
             accept.eq(req.valid & req.ready),
             router.cfg_in.valid.eq(accept & (req.payload.kind == HostKind.CONFIG)),
             router.cfg_in.payload.rid.eq(req.payload.rid),
@@ -398,7 +406,7 @@ class SriovGpu(wiring.Component):
                      entry.tag.eq(fb_res.tag), entry.fn.eq(fb_res.fn)]
         # Fixed-latency answers go first; FB read data waits in its queue for a free cycle.
         done = port.host_done
-        m.d.comb += done.ready.eq(~answer_valid)
+        m.d.comb += [done.ready.eq(~answer_valid), read_waits.eq(done.valid & answer_valid)]
         with m.If(answer_valid):
             m.d.comb += [resp.valid.eq(1), resp.payload.eq(answer)]
         with m.Else():
