@@ -130,3 +130,12 @@ def test_fb_handed_to_a_new_owner_is_zero_filled_first(backend):
     assert seen["cntxt"] == 40 and seen["active"] == 0b111
     assert seen["vf2_on_old_csa"] == [0] * 4
     assert seen["scrubbed"] > 0
+
+
+# bounded response (found reviewing the top for the whole-GPU proof)
+def test_a_flood_of_register_requests_delays_an_fb_read_answer_by_at_most_three_cycles(
+        backend):
+    seen = run(backend, "read_under_flood")
+    assert len(seen["fb_reads"]) == 12 and seen["answered"] > 100
+    # Unloaded, an FB read answers 7 + L cycles after acceptance (rtl/gpu.py).
+    assert max(seen["fb_reads"]) <= 7 + seen["latency"] + 3, seen["fb_reads"]

@@ -361,3 +361,36 @@ async def scrub_cost(tb, params):
                           "scrub_last": await gpu.gpu.read("SCRUB_LAST"),
                           "filled": await gpu.gpu.read("SCRUB_GRANULES") - before})
     return await _go(tb, params, agent)
+
+
+# --- bounded response: a flood of register reads cannot hold back an FB read's answer ---
+async def read_under_flood(tb, params, flooders=6, reads=12):
+    """VF 1 reads its FB while ``flooders`` agents keep the host port busy with register
+    reads (more requests than one per cycle); returns the cycles, from acceptance to answer,
+    of every FB read and of every other request."""
+    system = System(tb, params)
+    gpu, seen = Gpu(system, params), {"done": False}
+
+    async def flood():
+        while not seen["done"]:
+            await gpu.reg(2, "CONFIG_MEMSIZE")
+
+    async def main():
+        await gpu.enumerate()
+        await gpu.program(LAYOUT)
+        await gpu.fb(1, 0, write=True, data=SECRET)
+        for _ in range(flooders):
+            system.spawn(flood())
+        await system.wait(20)
+        first = len(system.answer_cycles)
+        for _ in range(reads):
+            assert (await gpu.fb(1, 0)) == ["OK", SECRET]
+        seen["done"] = True
+        seen["first"] = first
+
+    system.spawn(main())
+    await system.run(100_000)
+    cycles = system.answer_cycles[seen["first"]:]
+    return {"fb_reads": [c for kind, write, c in cycles if c > 3 and not write],
+            "others": sorted({c for kind, write, c in cycles if c <= 3}),
+            "answered": len(cycles), "latency": system.fbmem.latency}
