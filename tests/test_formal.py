@@ -13,6 +13,7 @@ from sim.formal import prove
 from sim.toolchain import BUILD_DIR
 
 from .conftest import FORMAL
+from .formal import assert_counterexample
 from .formal.fb_isolation import MUTANTS, FbIsolationHarness
 from .formal.gpu_isolation import TOP_MUTANTS, GpuIsolationHarness
 
@@ -35,8 +36,7 @@ def test_active_layout_is_disjoint_and_every_grant_lies_in_the_requesters_region
 def test_fb_isolation_proof_fails_from_reset_on_a_planted_bug(mutant):
     result = prove(FbIsolationHarness(PARAMS, mutant), BUILD_DIR / "formal" /
                    f"fb_isolation_{mutant.__name__}", depth=BMC_DEPTH, mode="bmc")
-    assert not result, f"no counterexample with {mutant.__name__}: {mutant.__doc__}"
-    assert "Assert failed" in result.log, result.log[-2000:]
+    assert_counterexample(result, mutant)
 
 
 # --- The whole GPU ------------------------------------------------------------------------
@@ -75,5 +75,4 @@ def test_whole_gpu_fb_accesses_stay_in_their_functions_regions_to_bmc_depth():
 @pytest.mark.parametrize("top", TOP_MUTANTS, ids=lambda cls: cls.__name__)
 def test_whole_gpu_proof_fails_on_a_planted_bug_in_the_top(top):
     result = _prove_gpu(top, GPU_BMC_MUTANT_DEPTH, steer=True)
-    assert not result, f"no counterexample with {top.__name__}: {top.__doc__}"
-    assert "Assert failed" in result.log, result.log[-2000:]
+    assert_counterexample(result, top)
