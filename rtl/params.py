@@ -202,7 +202,7 @@ class GpuParams:
     def _check_bars(self):
         # What a BAR can hold (32- or 64-bit, the type bits) is the config space's to say;
         # imported here, as config_space itself builds on this module.
-        from .config_space import bar_specs
+        from rtl.pcie.config_space import bar_specs
         pf, vf = bar_specs(self)
         for bar in pf + vf:
             problem = bar.problem()

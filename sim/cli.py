@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from rtl.params import GpuParams, ParamError
-from sim.scenario import ScenarioError
+from sim.system.scenario import ScenarioError
 
 __all__ = ["main"]
 
@@ -116,13 +116,13 @@ def _params(args):
 
 
 def _blocks(name):
-    from rtl.blocks import BLOCKS
+    from rtl.top.blocks import BLOCKS
     return list(BLOCKS) if name == "all" else [name]
 
 
 def cmd_verilog(args):
     from amaranth.back import verilog
-    from rtl.blocks import make_block
+    from rtl.top.blocks import make_block
     params = _params(args)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,7 +134,7 @@ def cmd_verilog(args):
 
 
 def cmd_synth(args):
-    from rtl.synth import synthesize
+    from sim.tooling.synth import synthesize
     params = _params(args)
     for block in _blocks(args.block):
         out = Path(args.output) / f"{block}-{params.num_vfs}vf"
@@ -158,14 +158,14 @@ def cmd_synth(args):
 
 
 def cmd_regmap(args):
-    from rtl.blocks import make_block
+    from rtl.top.blocks import make_block
     block = make_block(args.block, _params(args))
     sys.stdout.write(block.regmap.markdown())
     return 0
 
 
 def cmd_docs(args):
-    from sim.docgen import write_generated_docs
+    from sim.tooling.docgen import write_generated_docs
     for path in write_generated_docs(Path(args.output)):
         print(f"wrote {path}")
     return 0
@@ -173,8 +173,8 @@ def cmd_docs(args):
 
 def cmd_config_dump(args):
     """Enumerate the model in simulation and print config space in `lspci -xxxx` format."""
-    from sim.backend import run_amaranth
-    from sim.host import lspci_dump
+    from sim.runners.backend import run_amaranth
+    from sim.drivers.host import lspci_dump
     params = _params(args)
     if not 0 <= args.numvfs <= params.num_vfs:
         print(f"sriov-gpu: error: --numvfs {args.numvfs} is out of range: allowed "
@@ -186,7 +186,7 @@ def cmd_config_dump(args):
               f"0..{args.numvfs}", file=sys.stderr)
         return 2
     result = run_amaranth("config_space", params,
-                          "sim.host:enumerate_and_dump",
+                          "sim.drivers.host:enumerate_and_dump",
                           num_vfs=args.numvfs, dump_fns=fns)
     dumps = {int(fn): bytes.fromhex(text) for fn, text in result["dumps"].items()}
     sys.stdout.write(lspci_dump(params, dumps))
@@ -196,7 +196,7 @@ def cmd_config_dump(args):
 def cmd_summary(args):
     """The main job, for now: Verilog of every block, and what the model contains."""
     from amaranth.back import verilog
-    from rtl.blocks import BLOCKS, make_block
+    from rtl.top.blocks import BLOCKS, make_block
     params = _params(args)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -263,7 +263,7 @@ def cmd_bench_switch(args):
     print(bench.table(rows))
     print("phases (serial): idle = drain + 1, save, load, run start; bound = drain + "
           "2 x ceil(bits/W) + L (serial), drain + ceil(bits/W) + L (overlapped);\n"
-          "measured: simulated (Amaranth); model: sim/cost_model.py, which the tests hold "
+          "measured: simulated (Amaranth); model: sim/models/cost_model.py, which the tests hold "
           "the RTL to exactly.")
     bad = [r for r in rows if "serial_measured" in r and (
         r["serial_measured"] != r["serial_model"] or
@@ -279,7 +279,7 @@ def cmd_bench_switch(args):
 
 
 def _scenario(args):
-    from sim.scenario import DEFAULT, load
+    from sim.system.scenario import DEFAULT, load
     sc = load(args.scenario) if args.scenario else DEFAULT
     return sc
 
@@ -298,7 +298,7 @@ def _progress(total):
 
 
 def cmd_fuzz(args):
-    """The hostile campaign (sim/fuzz.py); exit 1 on any mismatch or if nothing was checked."""
+    """The hostile campaign (sim/system/fuzz.py); exit 1 on any mismatch or if nothing was checked."""
     from sim import fuzz
     t0 = time.monotonic()
     print(f"Fuzzing the whole GPU ({fuzz.FUZZ_PARAMS.num_vfs} VFs) on {args.backend}: "
@@ -324,7 +324,7 @@ def cmd_report(args):
     """The main job: run a scenario on the whole GPU and report its world-switch timing."""
     from concurrent.futures import ProcessPoolExecutor
     from sim import report
-    from sim.scenario import run
+    from sim.system.scenario import run
     t0 = time.monotonic()
     sc = _scenario(args)
     out = Path(args.output)
@@ -362,7 +362,7 @@ def cmd_report(args):
 
 def cmd_sweep(args):
     from sim import sweep
-    from sim.scenario import DEFAULT, MODES, load
+    from sim.system.scenario import DEFAULT, MODES, load
     base = load(args.scenario) if args.scenario else DEFAULT
     base = sweep.with_(base, run_cycles=args.run_cycles) if args.run_cycles else base
     axes = {"mode": args.modes, "num_vfs": args.vfs_list, "ctx_words": args.ctx_words,
@@ -393,7 +393,7 @@ def cmd_sweep(args):
 
 
 def cmd_bench_sim(args):
-    from sim.bench_sim import run_bench
+    from sim.bench.sim_speed import run_bench
     return run_bench(args.backends, args.cycles, args.vfs)
 
 
@@ -402,7 +402,7 @@ def build_parser():
                      "virtualization hardware, in Amaranth HDL.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    from sim.scenario import BACKENDS, MODES
+    from sim.system.scenario import BACKENDS, MODES
     p = sub.add_parser("report", help="the main job: run a scenario on the whole GPU (default: "
                        "4 VMs, host-driven switches, one misbehaving) and report world-switch "
                        "timing: table, JSON, PNG plots")
@@ -447,7 +447,7 @@ def build_parser():
                    help="output folder")
     p.set_defaults(func=cmd_summary)
 
-    from rtl.blocks import BLOCKS
+    from rtl.top.blocks import BLOCKS
     choices = list(BLOCKS) + ["all"]
     p = sub.add_parser("verilog", help="emit Verilog for a block")
     p.add_argument("--block", choices=choices, default="all")
@@ -495,7 +495,7 @@ def build_parser():
                    help="also write the rows as JSON")
     p.set_defaults(func=cmd_bench_doorbell)
 
-    from sim.bench_world_switch import LATENCIES, SIZES, WIDTHS
+    from sim.bench.world_switch import LATENCIES, SIZES, WIDTHS
     p = sub.add_parser("bench-switch", help="world-switch benchmark: cycles by phase, serial "
                        "and overlapped, by context size, W and L, next to the analytic model")
     p.add_argument("--sizes", type=parse_size, nargs="+", default=list(SIZES), metavar="SIZE",

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from rtl.params import GpuParams, KiB, MiB
-from sim.toolchain import available_simulators
+from sim.tooling.toolchain import available_simulators
 
 #: Simulators that must run (CI sets this): a missing one fails instead of skipping.
 REQUIRED_SIMULATORS = os.environ.get("SRIOV_REQUIRE_SIMULATORS", "").split()

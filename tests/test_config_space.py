@@ -8,11 +8,11 @@ import subprocess
 
 import pytest
 
-from rtl.config_space import BAR_INDICES
+from rtl.pcie.config_space import BAR_INDICES
 from rtl.params import GiB, GpuParams, MiB
-from rtl.interfaces import Status
-from sim.backend import run_amaranth, run_cocotb
-from sim.host import lspci_dump
+from rtl.common.interfaces import Status
+from sim.runners.backend import run_amaranth, run_cocotb
+from sim.drivers.host import lspci_dump
 
 BENCH = "tests.benches.config_space:"
 P4 = GpuParams(num_vfs=4)

@@ -1,7 +1,7 @@
 """docs/generated is what the tables generate today (regenerate with `sriov-gpu docs`)."""
 
-from sim.docgen import generated_docs
-from sim.toolchain import REPO_ROOT
+from sim.tooling.docgen import generated_docs
+from sim.tooling.toolchain import REPO_ROOT
 
 
 def test_generated_docs_are_up_to_date():

@@ -3,20 +3,20 @@ wait bound, FLR drops exactly its own. Judged by sim/models/doorbell.py's rules.
 
 import pytest
 
-from rtl.doorbell import DoorbellArbiter
+from rtl.doorbell.arbiter import DoorbellArbiter
 from rtl.params import GpuParams
-from sim.backend import run_amaranth, run_cocotb
-from sim.bench_doorbell import first_wait_bound, wait_bound
-from sim.formal import prove
-from sim.toolchain import BUILD_DIR
+from sim.runners.backend import run_amaranth, run_cocotb
+from sim.bench.doorbell import first_wait_bound, wait_bound
+from sim.tooling.formal import prove
+from sim.tooling.toolchain import BUILD_DIR
 
-from .formal.doorbell_mutants import (EarlierPortWins, OneWritePerFunction,
+from tests.formal.doorbell_mutants import (EarlierPortWins, OneWritePerFunction,
                                       RingLostWhenPicked)
-from .formal.doorbell_no_loss import DoorbellNoLossHarness
+from tests.formal.doorbell_no_loss import DoorbellNoLossHarness
 
 BENCH = "tests.benches.doorbell:"
-RATE = "sim.bench_doorbell:owner_rings_every_cycle"
-SATURATION = "sim.bench_doorbell:saturation"
+RATE = "sim.bench.doorbell:owner_rings_every_cycle"
+SATURATION = "sim.bench.doorbell:saturation"
 P16 = GpuParams()
 SHAPES = [GpuParams(num_vfs=4, doorbells_per_fn=1),
           GpuParams(num_vfs=4, doorbells_per_fn=3, doorbell_ports=2),

@@ -4,9 +4,9 @@ and in cocotb over the generated Verilog, checked against sim/models/fb_partitio
 import pytest
 
 from rtl.params import GpuParams
-from sim.backend import run_amaranth, run_cocotb
+from sim.runners.backend import run_amaranth, run_cocotb
 
-from .conftest import COCOTB, SMALL
+from tests.conftest import COCOTB, SMALL
 
 BENCH = "tests.benches.fb_partition:"
 

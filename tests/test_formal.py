@@ -6,16 +6,16 @@ import time
 
 import pytest
 
-from rtl.gpu import SriovGpu
+from rtl.top.gpu import SriovGpu
 from rtl.params import KiB
 
-from sim.formal import prove
-from sim.toolchain import BUILD_DIR
+from sim.tooling.formal import prove
+from sim.tooling.toolchain import BUILD_DIR
 
-from .conftest import FORMAL
-from .formal import assert_counterexample
-from .formal.fb_isolation import MUTANTS, FbIsolationHarness
-from .formal.gpu_isolation import TOP_MUTANTS, GpuIsolationHarness
+from tests.conftest import FORMAL
+from tests.formal import assert_counterexample
+from tests.formal.fb_isolation import MUTANTS, FbIsolationHarness
+from tests.formal.gpu_isolation import TOP_MUTANTS, GpuIsolationHarness
 
 pytestmark = pytest.mark.formal
 

@@ -1,12 +1,12 @@
-"""The hostile campaign (sim/fuzz.py): a short smoke on both simulators finds nothing on the
+"""The hostile campaign (sim/system/fuzz.py): a short smoke on both simulators finds nothing on the
 design, and finds a planted isolation bug."""
 
 import pytest
 
-from rtl.fb_partition import FbPartition
-from sim import fuzz
+from rtl.memory.fb_partition import FbPartition
+from sim.system import fuzz
 
-from .formal.fb_isolation import _LetsOverlapsThrough
+from tests.formal.fb_isolation import _LetsOverlapsThrough
 
 
 def _check(raw):

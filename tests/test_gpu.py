@@ -1,15 +1,15 @@
-"""The whole GPU (rtl/gpu.py): Verilog at 1..64 VFs, the host port's routing, answers and
+"""The whole GPU (rtl/top/gpu.py): Verilog at 1..64 VFs, the host port's routing, answers and
 latencies, the GPU-IOV capability programming the FB layout, refusals counted where the PF
 can read them, doorbells following the GPU's owner; on Amaranth and both cocotb simulators."""
 
 import pytest
 from amaranth.back import verilog
 
-from rtl.gpu import SriovGpu
+from rtl.top.gpu import SriovGpu
 from rtl.params import GpuParams, MiB, ParamError
-from sim.backend import run_amaranth, run_cocotb
+from sim.runners.backend import run_amaranth, run_cocotb
 
-from .benches.gpu import (CSA_OFFSET_UNITS, CSA_SIZE_UNITS, SLICE_OFFSET_UNITS,
+from tests.benches.gpu import (CSA_OFFSET_UNITS, CSA_SIZE_UNITS, SLICE_OFFSET_UNITS,
                           SLICE_SIZE_UNITS)
 
 PARAMS = GpuParams(num_vfs=4)

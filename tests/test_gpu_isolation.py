@@ -4,11 +4,11 @@ and on Verilator (the same bodies, tests/benches/gpu_isolation.py)."""
 
 import pytest
 
-from rtl.fb_partition import LayoutRefusal
-from rtl.world_switch import IovCommand, IovStatus, fcn_id
-from sim.backend import run_amaranth, run_cocotb
+from rtl.memory.fb_partition import LayoutRefusal
+from rtl.world_switch.world_switch import IovCommand, IovStatus, fcn_id
+from sim.runners.backend import run_amaranth, run_cocotb
 
-from .benches.gpu_isolation import PARAMS, SECRET, SMALL
+from tests.benches.gpu_isolation import PARAMS, SECRET, SMALL
 
 BENCH = "tests.benches.gpu_isolation:"
 BACKENDS = ["amaranth", "verilator"]
@@ -137,5 +137,5 @@ def test_a_flood_of_register_requests_delays_an_fb_read_answer_by_at_most_three_
         backend):
     seen = run(backend, "read_under_flood")
     assert len(seen["fb_reads"]) == 12 and seen["answered"] > 100
-    # Unloaded, an FB read answers 7 + L cycles after acceptance (rtl/gpu.py).
+    # Unloaded, an FB read answers 7 + L cycles after acceptance (rtl/top/gpu.py).
     assert max(seen["fb_reads"]) <= 7 + seen["latency"] + 3, seen["fb_reads"]

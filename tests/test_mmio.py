@@ -3,13 +3,13 @@
 import pytest
 
 from rtl.params import GpuParams
-from sim.backend import run_amaranth, run_cocotb
-from sim.formal import prove
-from sim.toolchain import BUILD_DIR
+from sim.runners.backend import run_amaranth, run_cocotb
+from sim.tooling.formal import prove
+from sim.tooling.toolchain import BUILD_DIR
 
-from .formal import assert_counterexample
-from .formal.mmio_mutants import MUTANTS as MMIO_MUTANTS
-from .formal.mmio_scopes import MmioScopeHarness
+from tests.formal import assert_counterexample
+from tests.formal.mmio_mutants import MUTANTS as MMIO_MUTANTS
+from tests.formal.mmio_scopes import MmioScopeHarness
 
 BENCH = "tests.benches.mmio:"
 P4 = GpuParams(num_vfs=4)

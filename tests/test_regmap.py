@@ -1,9 +1,9 @@
 import pytest
 
-from rtl.fb_partition import fb_partition_regmap
+from rtl.memory.fb_partition import fb_partition_regmap
 from rtl.params import GpuParams
-from rtl.interfaces import Status
-from rtl.regmap import Access, Field, Register, RegisterMap
+from rtl.common.interfaces import Status
+from rtl.common.regmap import Access, Field, Register, RegisterMap
 
 
 def test_array_offsets_follow_index_and_stride():
@@ -59,7 +59,7 @@ def _file_bench(locked=False):
     """A register file with a field in each byte lane, one spanning two, and a lock (the
     owner asks for it before the file is elaborated, as for every owner hook)."""
     from amaranth.sim import Simulator
-    from rtl.regmap import RegisterFile
+    from rtl.common.regmap import RegisterFile
     regmap = RegisterMap("t", 2, [Register("R", 0, (
         Field("A", 0, 8, Access.RW), Field("B", 8, 8, Access.RW),
         Field("C", 12 + 4, 16, Access.RW)))])

@@ -3,7 +3,7 @@
 import pytest
 
 from rtl.params import GiB, GpuParams
-from sim.backend import run_amaranth, run_cocotb
+from sim.runners.backend import run_amaranth, run_cocotb
 
 BENCH = "tests.benches.routing:random_routing"
 

@@ -1,11 +1,11 @@
 """Save/restore engine: contexts come back bit-exact, and the cycles are exactly what the
-analytic model (sim/cost_model.py) predicts."""
+analytic model (sim/models/cost_model.py) predicts."""
 
 import pytest
 
 from rtl.params import GpuParams
-from sim import cost_model
-from sim.backend import run_amaranth, run_cocotb
+from sim.models import cost_model
+from sim.runners.backend import run_amaranth, run_cocotb
 
 BENCH = "tests.benches.save_restore:roundtrip"
 

@@ -1,4 +1,4 @@
-"""End to end: scenarios on the whole GPU (a hypervisor and guest VMs, sim/scenario.py).
+"""End to end: scenarios on the whole GPU (a hypervisor and guest VMs, sim/system/scenario.py).
 
 The checks are independent of the RTL: guests keep what they wrote to their FB slices and
 what they did wrong, the engine model keeps each function's engine state, the doorbell
@@ -11,12 +11,12 @@ import sys
 
 import pytest
 
-from sim import cost_model
-from sim.report import summarize, table
-from sim.scenario import (DEFAULT, VIOLATION_KINDS, Scenario, ScenarioError, Workload,
+from sim.models import cost_model
+from sim.bench.report import summarize, table
+from sim.system.scenario import (DEFAULT, VIOLATION_KINDS, Scenario, ScenarioError, Workload,
                           from_dict, load, run, with_)
-from sim.sweep import COLUMNS, grid, sweep, to_csv
-from sim.toolchain import REPO_ROOT
+from sim.bench.sweep import COLUMNS, grid, sweep, to_csv
+from sim.tooling.toolchain import REPO_ROOT
 
 #: The default scenario scaled down for the simulators that are slower to start or run.
 SMALL = with_(DEFAULT, name="small", num_vfs=4, active_vfs=3, run_cycles=2500,
@@ -217,6 +217,6 @@ def test_scenario_dataclass_round_trips_through_its_dict():
 
 
 def test_simulation_speed_benchmark_measures_both_rates():
-    from sim.bench_sim import measure
+    from sim.bench.sim_speed import measure
     got = measure("amaranth", 300, 4)
     assert got["cycles"] > 300 and got["scenario"] > 0 and got["clock"] > 0

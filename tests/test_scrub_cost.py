@@ -1,13 +1,13 @@
-"""The scrubber's cost (rtl/fb_port.py) is exactly the analytic model's
-(sim/cost_model.py, scrub_cycles): SCRUB_LAST of regions activated on the whole GPU, clean
+"""The scrubber's cost (rtl/memory/fb_port.py) is exactly the analytic model's
+(sim/models/cost_model.py, scrub_cycles): SCRUB_LAST of regions activated on the whole GPU, clean
 and dirty, on Amaranth's simulator."""
 
 import pytest
 
-from sim import cost_model
-from sim.backend import run_amaranth
+from sim.models import cost_model
+from sim.runners.backend import run_amaranth
 
-from .benches.gpu_isolation import SCRUB_STEPS, SMALL
+from tests.benches.gpu_isolation import SCRUB_STEPS, SMALL
 
 
 def expected_scrubs(params):

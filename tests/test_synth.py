@@ -2,10 +2,10 @@
 
 import pytest
 
-from rtl.blocks import BLOCKS
+from rtl.top.blocks import BLOCKS
 from rtl.params import GpuParams
-from rtl.synth import synthesize
-from sim.toolchain import BUILD_DIR
+from sim.tooling.synth import synthesize
+from sim.tooling.toolchain import BUILD_DIR
 
 
 @pytest.mark.parametrize("block", list(BLOCKS))

@@ -1,18 +1,18 @@
 """World switch: the GPU-IOV command protocol, legal and illegal commands, context integrity
 over many switches, drain timeout, FLR in every phase, and cycle counts that are exactly the
-analytic model's (sim/cost_model.py)."""
+analytic model's (sim/models/cost_model.py)."""
 
 import pytest
 
 from rtl.params import GpuParams, KiB
-from sim import cost_model
-from sim.backend import run_amaranth, run_cocotb
-from sim.formal import prove
-from sim.toolchain import BUILD_DIR
+from sim.models import cost_model
+from sim.runners.backend import run_amaranth, run_cocotb
+from sim.tooling.formal import prove
+from sim.tooling.toolchain import BUILD_DIR
 
-from .formal import assert_counterexample
-from .formal.world_switch_mutants import MUTANTS as WS_MUTANTS
-from .formal.world_switch_ownership import WorldSwitchOwnershipHarness
+from tests.formal import assert_counterexample
+from tests.formal.world_switch_mutants import MUTANTS as WS_MUTANTS
+from tests.formal.world_switch_ownership import WorldSwitchOwnershipHarness
 
 BENCH = "tests.benches.world_switch:"
 SMALL = GpuParams(num_vfs=4, shared_regs=4, ctx_words=16)

@@ -8,7 +8,7 @@ win depends on when the PF wrote them), then accesses are judged by that set.
 
 from dataclasses import dataclass
 
-from rtl.interfaces import FbOrigin, Status, Violation
+from rtl.common.interfaces import FbOrigin, Status, Violation
 
 __all__ = ["FbPartitionModel", "Slice"]
 

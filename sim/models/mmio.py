@@ -4,9 +4,9 @@ Each request is applied atomically, in order, as the hardware does at the clock 
 samples it. Register offsets come from the table (mmio_regmap): the model decides the rules.
 """
 
-from rtl.interfaces import Status
-from rtl.mmio import MmioViolation, mmio_regmap
-from rtl.regmap import Access, Scope
+from rtl.common.interfaces import Status
+from rtl.mmio.decode import MmioViolation, mmio_regmap
+from rtl.common.regmap import Access, Scope
 
 __all__ = ["MmioModel"]
 

@@ -1,7 +1,7 @@
 """Reference model of request routing (REFERENCE.md section 1), in plain address arithmetic."""
 
-from rtl.config_space import bar_specs
-from rtl.interfaces import Status
+from rtl.pcie.config_space import bar_specs
+from rtl.common.interfaces import Status
 
 __all__ = ["RoutingModel"]
 

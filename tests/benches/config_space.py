@@ -1,7 +1,7 @@
 """Test bodies for the configuration space (both simulators)."""
 
-from rtl.interfaces import Status
-from sim.host import ConfigDriver, enumerate_and_dump  # noqa: F401  (a body for the tests)
+from rtl.common.interfaces import Status
+from sim.drivers.host import ConfigDriver, enumerate_and_dump  # noqa: F401  (a body for the tests)
 
 
 async def numvfs_rules(tb, params):
@@ -55,7 +55,7 @@ async def malformed_writes_leave_the_device_consistent(tb, params, seed, writes)
     every read-only bit stays as it was, NumVFs never exceeds TotalVFs, System Page Size stays
     one supported size, absent functions answer UR."""
     from random import Random
-    from rtl.regmap import Access
+    from rtl.common.regmap import Access
     rng = Random(seed)
     cfg = ConfigDriver(tb, params)
     await cfg.write(0, "SRIOV_NUM_VFS", NUM_VFS=params.num_vfs)

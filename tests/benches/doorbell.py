@@ -2,7 +2,7 @@
 
 from random import Random
 
-from sim.drivers import DoorbellDriver
+from sim.drivers.regbus import DoorbellDriver
 
 
 async def random_doorbells(tb, params, seed, cycles, num_vfs=None):

@@ -5,9 +5,9 @@ Each body returns a small dict of what it saw, so the pytest side can also asser
 
 from random import Random
 
-from rtl.fb_partition import LayoutRefusal, fb_partition_regmap
-from rtl.interfaces import FbOrigin, Status, Violation
-from sim.drivers import RegBusDriver
+from rtl.memory.fb_partition import LayoutRefusal, fb_partition_regmap
+from rtl.common.interfaces import FbOrigin, Status, Violation
+from sim.drivers.regbus import RegBusDriver
 from sim.models.fb_partition import FbPartitionModel
 
 

@@ -1,12 +1,12 @@
-"""Bodies for the whole GPU (rtl/gpu.py), run on Amaranth and on cocotb alike: one agent
-(the hypervisor, sometimes speaking for a VF's driver) on sim/system.py."""
+"""Bodies for the whole GPU (rtl/top/gpu.py), run on Amaranth and on cocotb alike: one agent
+(the hypervisor, sometimes speaking for a VF's driver) on sim/system/system.py."""
 
-from rtl.gpu import HostKind
+from rtl.top.gpu import HostKind
 from rtl.params import MiB
-from rtl.world_switch import IovCommand, IovStatus, fcn_id
+from rtl.world_switch.world_switch import IovCommand, IovStatus, fcn_id
 
-from sim.host import ConfigDriver, enumerate_device
-from sim.system import System
+from sim.drivers.host import ConfigDriver, enumerate_device
+from sim.system.system import System
 
 SLICE_OFFSET_UNITS, SLICE_SIZE_UNITS = 17, 8       # VF 1: 272 MiB .. 400 MiB
 CSA_OFFSET_UNITS, CSA_SIZE_UNITS = 16, 1           # 256 MiB .. 272 MiB

@@ -2,10 +2,10 @@
 
 from random import Random
 
-from rtl.interfaces import Status
-from rtl.mmio import MMIO_ADDR_WIDTH, mmio_regmap
-from sim.drivers import pack_shared_beats
-from sim.mailbox import GuestMailbox, HostMailbox, PfEvent, VfRequest
+from rtl.common.interfaces import Status
+from rtl.mmio.decode import MMIO_ADDR_WIDTH, mmio_regmap
+from sim.drivers.regbus import pack_shared_beats
+from sim.drivers.mailbox import GuestMailbox, HostMailbox, PfEvent, VfRequest
 from sim.models.mmio import MmioModel
 
 

@@ -2,7 +2,7 @@
 
 from random import Random
 
-from rtl.config_space import bar_specs
+from rtl.pcie.config_space import bar_specs
 from sim.models.routing import RoutingModel
 
 

@@ -2,9 +2,9 @@
 
 from random import Random
 
-from rtl.save_restore import CtxOp
-from sim.drivers import apply_shared_beat, read_engine_state, write_engine_state
-from sim.fbmem import FbMemoryModel
+from rtl.world_switch.save_restore import CtxOp
+from sim.drivers.regbus import apply_shared_beat, read_engine_state, write_engine_state
+from sim.models.fbmem import FbMemoryModel
 
 
 class MoverTB:

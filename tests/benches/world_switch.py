@@ -1,11 +1,11 @@
 """Test bodies for the world switch (both simulators), over the host of
-sim/world_switch_host.py."""
+sim/drivers/world_switch_host.py."""
 
 from random import Random
 
-from rtl.world_switch import GpuState, IovCommand, IovStatus, Phase
-from sim import cost_model
-from sim.world_switch_host import (IovHost, WorldSwitchTB, bring_up, context_switch,  # noqa: F401
+from rtl.world_switch.world_switch import GpuState, IovCommand, IovStatus, Phase
+from sim.models import cost_model
+from sim.drivers.world_switch_host import (IovHost, WorldSwitchTB, bring_up, context_switch,  # noqa: F401
                                    ok)
 
 C = IovCommand

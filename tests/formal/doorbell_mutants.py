@@ -4,7 +4,7 @@ simulation reference (``sim/models/doorbell.py``) catches them too. Test fixture
 
 from amaranth.hdl import Cat
 
-from rtl.doorbell import DoorbellArbiter
+from rtl.doorbell.arbiter import DoorbellArbiter
 
 __all__ = ["RingLostWhenPicked", "OneWritePerFunction", "EarlierPortWins"]
 

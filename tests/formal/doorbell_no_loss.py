@@ -41,7 +41,7 @@ For every (function, doorbell), on pending bits:
 from amaranth.asserts import AnyConst, AnySeq, Initial
 from amaranth.hdl import Assert, Assume, Cat, Elaboratable, Module, Mux, ResetSignal, Signal
 
-from rtl.doorbell import DoorbellArbiter
+from rtl.doorbell.arbiter import DoorbellArbiter
 
 
 class DoorbellNoLossHarness(Elaboratable):

@@ -22,8 +22,8 @@ from amaranth.asserts import AnySeq, Initial
 from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, ResetSignal, Signal
 from amaranth.hdl import Assert, Assume
 
-from rtl.fb_partition import ActivatorStep, FbPartition, LayoutActivator
-from rtl.interfaces import FbOrigin, Status
+from rtl.memory.fb_partition import ActivatorStep, FbPartition, LayoutActivator
+from rtl.common.interfaces import FbOrigin, Status
 
 __all__ = ["FbIsolationHarness", "MUTANTS"]
 

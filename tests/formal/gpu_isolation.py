@@ -1,4 +1,4 @@
-"""Formal harness: FB isolation of the whole GPU (:class:`~rtl.gpu.SriovGpu`), at its FB
+"""Formal harness: FB isolation of the whole GPU (:class:`~rtl.top.gpu.SriovGpu`), at its FB
 memory port.
 
 Every input of the top is free: the host port (any configuration request to any Routing ID,
@@ -18,7 +18,7 @@ unit's activator made active (the table every access is judged by):
 (c) a context-mover access presented on the FB port lies in the active CSA;
 (s) a scrubber write lies in no active region (it fills only FB being handed over).
 
-Who an access is for is read from the FB port itself (:attr:`~rtl.fb_port.FbPort.pick`
+Who an access is for is read from the FB port itself (:attr:`~rtl.memory.fb_port.FbPort.pick`
 and the head of its host queue, whose entries carry the function), not recomputed here.
 
 With ``steer=True`` (planted-bug runs only) the inputs are narrowed to what a layout attack
@@ -34,11 +34,11 @@ port), so that ``mode cover`` measures the depth the BMC needs.
 from amaranth.asserts import AnySeq, Initial
 from amaranth.hdl import Array, Assert, Assume, Cover, Elaboratable, Module, ResetSignal
 
-from rtl.fb_partition import FbPartition
-from rtl.fb_port import FbInitiator
-from rtl.gpu import HostKind, SriovGpu
+from rtl.memory.fb_partition import FbPartition
+from rtl.memory.fb_port import FbInitiator
+from rtl.top.gpu import HostKind, SriovGpu
 
-from .fb_isolation import _LetsOverlapsThrough
+from tests.formal.fb_isolation import _LetsOverlapsThrough
 
 __all__ = ["GpuIsolationHarness", "OverlapTop", "WrongBaseTop", "TOP_MUTANTS"]
 
@@ -50,7 +50,7 @@ class GpuIsolationHarness(Elaboratable):
     ----------
     params : GpuParams
     dut_class : type
-        :class:`~rtl.gpu.SriovGpu` or a planted-bug subclass.
+        :class:`~rtl.top.gpu.SriovGpu` or a planted-bug subclass.
     steer : bool
         Narrow the inputs to PF configuration writes (planted-bug runs: see above).
     covers : bool

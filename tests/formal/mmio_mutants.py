@@ -4,7 +4,7 @@ only."""
 
 from amaranth.hdl import Const, Mux
 
-from rtl.mmio import MmioDecode
+from rtl.mmio.decode import MmioDecode
 
 __all__ = ["MUTANTS", "ReadsSkipOwnerCheck", "VfReachesWindowBank"]
 

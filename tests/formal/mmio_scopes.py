@@ -21,9 +21,9 @@ The harness sees it through a read port of its own on ``MmioDecode.mailbox``.
 from amaranth.asserts import AnyConst, AnySeq, Initial
 from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, ResetSignal, Signal
 
-from rtl.interfaces import Status
-from rtl.mmio import MAILBOX_WORDS, MmioDecode
-from rtl.regmap import Access, Scope
+from rtl.common.interfaces import Status
+from rtl.mmio.decode import MAILBOX_WORDS, MmioDecode
+from rtl.common.regmap import Access, Scope
 
 
 class MmioScopeHarness(Elaboratable):

@@ -4,7 +4,7 @@
 
 from amaranth.hdl import Const
 
-from rtl.world_switch import GpuState, WorldSwitch
+from rtl.world_switch.world_switch import GpuState, WorldSwitch
 
 __all__ = ["MUTANTS", "RunWithoutLoad", "OwnerKeptAfterFlr"]
 

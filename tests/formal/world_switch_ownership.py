@@ -21,7 +21,7 @@ is on the GPU) and the SWAP step (the incoming ``nxt``) agree with the live set.
 from amaranth.asserts import AnySeq, Initial
 from amaranth.hdl import Assert, Assume, Elaboratable, Cat, Module, Mux, ResetSignal, Signal
 
-from rtl.world_switch import GpuState, SeqState, WorldSwitch
+from rtl.world_switch.world_switch import GpuState, SeqState, WorldSwitch
 
 
 class WorldSwitchOwnershipHarness(Elaboratable):

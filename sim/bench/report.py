@@ -1,0 +1,242 @@
+"""The world-switch timing report: a scenario's numbers as a table, JSON and PNG plots.
+
+:func:`summarize` turns a raw run (:func:`sim.system.scenario.run`) into numbers: per-phase
+world-switch cycles (min / median / max, and time at the scenario's clock) next to the
+analytic model, GPU share per VF, doorbell latency, blocked violations by kind (what the
+guests did, next to what the PF's counters say), mailbox init-access latency, the FB zero
+fill before each region is activated (SCRUB_LAST next to the model), and every error the
+checkers found. :func:`table` prints it; :func:`plot_timeline` and
+:func:`plot_cost` draw the ownership timeline and the cost against context size and width.
+"""
+
+import json
+from statistics import median
+
+from rtl.params import MiB, size_text
+
+from sim.models import cost_model
+from sim.system.scenario import VIOLATION_KINDS, from_dict
+
+__all__ = ["summarize", "table", "write_json", "plot_timeline", "plot_cost", "cost_points"]
+
+PHASES = ("idle", "save", "load", "overlap", "run")
+#: Which PF counter counts each kind of violation.
+COUNTER_OF = {"fb_outside_slice": "fb_violations", "pf_only_register": "reg_violations",
+              "other_vf_doorbell": "xfn_blocked"}
+
+
+def _stats(values, mhz):
+    if not values:
+        return None
+    lo, mid, hi = min(values), median(values), max(values)
+    return {"min": lo, "median": mid, "max": hi, "n": len(values),
+            "us": {"min": lo / mhz, "median": mid / mhz, "max": hi / mhz}}
+
+
+def summarize(raw):
+    sc = from_dict(raw["scenario"])
+    params = sc.params()
+    mhz = sc.clock_mhz
+    switches = raw["switches"]
+    hw = [sum(s[p] for p in PHASES) for s in switches]
+    phases = {p: _stats([s[p] for s in switches], mhz) for p in PHASES
+              if any(s[p] for s in switches)}
+    phases["switch (hardware)"] = _stats(hw, mhz)
+    phases["switch (as the host sees it)"] = _stats([s["total"] for s in switches], mhz)
+    model = cost_model.phase_cycles(params, sc.engine_drain)
+    if sc.mode == "overlapped":
+        one_port = cost_model.one_port_overlapped_phase_cycles(params, sc.engine_drain)
+        model = {"idle": one_port["idle"], "overlap": one_port["overlap"],
+                 "run": one_port["run"], "switch (hardware)": one_port["switch"]}
+        model = {k: ("" if v is None else v) for k, v in model.items()}
+        model_note = ("the save and the load share the one FB port: 2B + L + 2; with a "
+                      "second port (the world-switch block alone) it would be "
+                      f"{cost_model.overlapped_switch_cycles(params, sc.engine_drain)}")
+    else:
+        model["switch (hardware)"] = cost_model.switch_cycles(params, sc.engine_drain)
+        model_note = "exact for a memory that is always ready"
+
+    cycles = raw["cycles"]
+    start = raw["hv"].get("setup_done", 0)
+    span = max(cycles - start, 1)
+    share = {vf: raw["owned"].get(vf, 0) / span for vf in raw["guests"]}
+
+    latency = {}
+    for vf in raw["guests"]:
+        lat = [d[4] for d in raw["deliveries"] if str(d[1]) == vf and d[4] is not None]
+        latency[vf] = _stats(lat, mhz)
+    all_lat = [d[4] for d in raw["deliveries"] if d[4] is not None]
+
+    counters = raw["hv"]["counters"]
+    violations = {}
+    for kind in VIOLATION_KINDS:
+        made = sum(g["tally"][kind] for g in raw["guests"].values())
+        counts = counters[COUNTER_OF[kind]]
+        violations[kind] = {"made": made, "counted": sum(counts.values()),
+                            "per_vf": {vf: n for vf, n in counts.items() if n}}
+    init = {vf: g["init_access"]["ready"] - g["init_access"]["requested"]
+            for vf, g in raw["guests"].items() if "init_access" in g}
+    errors = [e for g in raw["guests"].values() for e in g.get("errors", [])]
+    errors += raw["engine"]["errors"]
+    errors += [f"doorbell of VF {fn} index {i} never delivered" for fn, i in raw["undelivered"]]
+    for kind, v in violations.items():
+        if v["made"] != v["counted"]:
+            errors.append(f"{kind}: guests made {v['made']}, the PF counted {v['counted']}")
+    return {
+        "scenario": raw["scenario"], "backend": raw["backend"], "cycles": cycles,
+        "context": {"bytes": params.ctx_bytes, "beats": params.ctx_beats,
+                    "shared_regs": params.shared_regs},
+        "time_us": cycles / mhz, "host_requests": raw["requests"],
+        "switches": len(switches), "phases": phases, "model": model, "model_note": model_note,
+        "gpu_share": share,
+        "doorbells": {"delivered": len(raw["deliveries"]), "latency": _stats(all_lat, mhz),
+                      "per_vf": latency},
+        "violations": violations, "init_access_cycles": init,
+        "scrub": _scrub(sc, params, counters),
+        "context_checks": raw["engine"]["checked"], "counters": counters,
+        "errors": errors,
+    }
+
+
+def _scrub(sc, params, counters):
+    """The zero fill of the last region the setup activated (the last VF's slice: the
+    layout is programmed CSA first, then VF 1 up, before anything is written to FB, so it
+    is all clean), next to the model, and what a dirty granule would add."""
+    if "scrub_last" not in counters:             # a run from before the counters existed
+        return None
+    granules = sc.slice_mib(params) * MiB // params.fb_granule
+    dirty_cost = cost_model.SCRUB_GRANT + cost_model.scrub_fill_beats(params)
+    return {"last": counters["scrub_last"], "region_granules": granules,
+            "model": cost_model.scrub_cycles(params, granules),
+            "granules_filled": counters["scrub_granules"],
+            "granule_bytes": params.fb_granule, "dirty_granule_cycles": dirty_cost,
+            "dirty_granule_us": dirty_cost / sc.clock_mhz}
+
+
+def _fmt(stat, key="median"):
+    return "-" if stat is None else f"{stat[key]:g}"
+
+
+def table(s):
+    """The summary as terminal text."""
+    sc = s["scenario"]
+    mhz = sc["clock_mhz"]
+    out = [f"Scenario {sc['name']!r}: {sc['active_vfs']} VMs on {sc['num_vfs']} VFs, mode "
+           f"{sc['mode']}, context {s['context']['bytes']} bytes ({sc['ctx_words']} x "
+           f"{sc['mem_width']}-bit words + {s['context']['shared_regs']} shared registers), "
+           f"memory latency {sc['mem_latency']}, time slice "
+           f"{sc['time_slice']} cycles; {s['backend']}",
+           f"{s['cycles']} cycles ({s['time_us']:.1f} us at {mhz:g} MHz), "
+           f"{s['host_requests']} host requests, {s['switches']} world switches",
+           "",
+           f"{'world switch (cycles)':30} {'min':>7} {'median':>7} {'max':>7} {'model':>7}   "
+           f"{'us at ' + format(mhz, 'g') + ' MHz: min / median / max'}"]
+    for name, stat in s["phases"].items():
+        model = s["model"].get(name, "")
+        us = " / ".join(f"{stat['us'][k]:.3f}" for k in ("min", "median", "max")) if stat \
+            else "-"
+        out.append(f"{name:30} {_fmt(stat, 'min'):>7} {_fmt(stat):>7} {_fmt(stat, 'max'):>7} "
+                   f"{model!s:>7}   {us}")
+    out.append(f"  (model: {s['model_note']})")
+    out += ["", f"{'VF':>3} {'GPU share':>9} {'doorbells':>9} {'latency min':>11} "
+            f"{'median':>7} {'max':>7} {'init access':>11}"]
+    for vf, share in s["gpu_share"].items():
+        lat = s["doorbells"]["per_vf"].get(vf)
+        out.append(f"{vf:>3} {share:>9.1%} {lat['n'] if lat else 0:>9} "
+                   f"{_fmt(lat, 'min'):>11} {_fmt(lat):>7} {_fmt(lat, 'max'):>7} "
+                   f"{s['init_access_cycles'].get(vf, '-')!s:>11}")
+    out += ["", f"{'blocked violations':22} {'guests made':>11} {'PF counted':>10}  by VF"]
+    for kind, v in s["violations"].items():
+        per = ", ".join(f"VF {vf}: {n}" for vf, n in v["per_vf"].items()) or "-"
+        out.append(f"{kind:22} {v['made']:>11} {v['counted']:>10}  {per}")
+    scrub = s.get("scrub")
+    if scrub:
+        out += ["", f"FB zero fill before activation: last region {scrub['region_granules']} "
+                f"granules, SCRUB_LAST {scrub['last']} cycles (model "
+                f"{scrub['model']}, clean); dirty granules filled: {scrub['granules_filled']}",
+                f"  (model: 2 + 2 per granule + 2, and a zero beat a cycle plus 1 per dirty "
+                f"granule: a dirty {size_text(scrub['granule_bytes'])} granule adds "
+                f"{scrub['dirty_granule_cycles']} cycles = {scrub['dirty_granule_us']:.1f} us)"]
+    out += ["", f"context checks at turn starts: {s['context_checks']}; errors: "
+            f"{len(s['errors'])}"]
+    out += [f"  ERROR {e}" for e in s["errors"][:10]]
+    return "\n".join(out)
+
+
+def write_json(s, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(s, indent=1, sort_keys=False) + "\n")
+
+
+_COLOURS = {"own": "#4c72b0", "drain": "#dd8452", "save": "#c44e52", "load": "#55a868",
+            "run": "#8172b3", "overlap": "#937860", "swap": "#da8bc3", "init": "#8c8c8c"}
+
+
+def plot_timeline(raw, path):
+    """Ownership over time: a row per function; running turns blue, switch phases coloured."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    sc = raw["scenario"]
+    rows = list(range(1, sc["active_vfs"] + 1))
+    fig, ax = plt.subplots(figsize=(11, 0.5 * len(rows) + 1.8))
+    for start, end, kind, fn in raw["segments"]:
+        if kind == "none" or fn not in rows:
+            continue
+        ax.broken_barh([(start, end - start)], (fn - 0.4, 0.8),
+                       color=_COLOURS.get(kind, "black"), linewidth=0)
+    for cycle, vf in raw["hv"]["flrs"]:
+        ax.axvline(cycle, color="red", linestyle="--", linewidth=1)
+        ax.text(cycle, rows[-1] + 0.6, f"FLR VF {vf}", color="red", fontsize=8)
+    ax.set_yticks(rows, [f"VF {r}" for r in rows])
+    ax.set_xlabel(f"cycle ({sc['clock_mhz']:g} MHz)")
+    ax.set_title(f"GPU ownership, scenario {sc['name']!r} ({sc['mode']})")
+    ax.set_ylim(0.4, rows[-1] + 1.0)
+    used = {k for _, _, k, fn in raw["segments"] if fn in rows}
+    ax.legend(handles=[Patch(color=c, label="owns the GPU" if k == "own" else k)
+                       for k, c in _COLOURS.items() if k in used],
+              loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=8, fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cost_points(measured_sizes=(1024, 4096), widths=(64, 128, 256, 512), latency=10):
+    """Model curves and simulated points of the serial world-switch cost by size and width."""
+    from sim.bench.world_switch import SIZES, point
+    curves = {w: [(size, point(size, w, latency, False)["serial_total_model"]) for size in SIZES]
+              for w in widths}
+    measured = [(size, w, point(size, w, latency, True, modes=("serial",))["serial_total_measured"])
+                for size in measured_sizes for w in widths]
+    return {"latency": latency, "curves": curves, "measured": measured}
+
+
+def plot_cost(points, path, scenario_point=None):
+    """World-switch cycles against context size, a line per width (model), dots measured."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for k, (w, curve) in enumerate(sorted(points["curves"].items())):
+        colour = f"C{k}"
+        ax.plot([c[0] for c in curve], [c[1] for c in curve], color=colour,
+                label=f"model, W = {w}")
+        got = [(s, c) for s, mw, c in points["measured"] if mw == w]
+        if got:
+            ax.scatter([g[0] for g in got], [g[1] for g in got], color=colour, zorder=3,
+                       label=f"measured, W = {w}")
+    if scenario_point:
+        size, w, cycles = scenario_point
+        ax.scatter([size], [cycles], marker="*", s=160, color="black", zorder=4,
+                   label=f"this scenario (W = {w})")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("context size, bytes")
+    ax.set_ylabel("serial world switch, cycles")
+    ax.set_title(f"World-switch cost (drain 4, memory latency {points['latency']})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,65 @@
+"""The GPU-IOV command handshake, as a hypervisor speaks it (REFERENCE.md section 2): the one
+driver of it, for tests, scenarios and benchmarks alike."""
+
+from rtl.world_switch.world_switch import IovStatus, fcn_id
+
+__all__ = ["IovDriver", "CommandTimeout"]
+
+
+class CommandTimeout(AssertionError):
+    """EXECUTE did not clear within the driver's timeout."""
+
+
+class IovDriver:
+    """Writes one dword, ``command | EXECUTE | FCN_ID << 8 | NXT_FCN_ID << 16``, into the
+    GPU-IOV capability and polls until EXECUTE clears (every ``poll_every`` cycles, at most
+    ``timeout`` polls), stopping early on a hang status, as GIM does.
+
+    ``cfg`` is a :class:`~sim.drivers.host.ConfigDriver`; ``wait(cycles)`` an awaitable that lets
+    that many cycles pass (the bench's, or the whole GPU's system loop). ``log`` collects
+    (command, fn, nxt, status, cycles from write to done) when given ``cycle()``.
+    """
+
+    HANG = (IovStatus.GFX_HANG, IovStatus.SDMA_HANG)
+
+    def __init__(self, cfg, wait, *, poll_every=8, timeout=1_000_000, cycle=None):
+        self.cfg = cfg
+        self.wait = wait
+        self.poll_every = poll_every
+        self.timeout = timeout
+        self.cycle = cycle
+        self.log = []
+        self.polls = 0
+
+    async def issue(self, command, fn=0, nxt=0):
+        """Write the command dword (EXECUTE set); returns the write's status."""
+        return await self.cfg.write(0, "GPUIOV_CMD", COMMAND=int(command.value), EXECUTE=1,
+                                    FCN_ID=fcn_id(fn), NXT_FCN_ID=fcn_id(nxt))
+
+    async def status(self):
+        return IovStatus((await self.cfg.read(0, "GPUIOV_STATUS"))["CMD_STATUS"])
+
+    async def finish(self):
+        """Poll until EXECUTE clears (or a hang status shows); returns CMD_STATUS."""
+        for _ in range(self.timeout):
+            await self.wait(self.poll_every)
+            self.polls += 1
+            if not (await self.cfg.read(0, "GPUIOV_CMD"))["EXECUTE"]:
+                return await self.status()
+            status = await self.status()
+            if status in self.HANG:
+                return status
+        raise CommandTimeout(f"EXECUTE still set after {self.timeout} polls")
+
+    async def command(self, command, fn=0, nxt=0, *, expect=None):
+        """Issue a command and wait for its end; returns its CMD_STATUS. With ``expect``,
+        any other status raises, naming the command."""
+        start = self.cycle() if self.cycle else None
+        await self.issue(command, fn, nxt)
+        status = await self.finish()
+        if start is not None:
+            self.log.append((command.name, fn, nxt, status.name, self.cycle() - start))
+        if expect is not None and status != expect:
+            raise AssertionError(f"{command.name}({fn}, {nxt}) ended with {status.name}, "
+                                 f"expected {expect.name}")
+        return status

@@ -1,0 +1,245 @@
+"""One test body, two simulators.
+
+A test body is ``async def body(tb, params, **kwargs)`` written against :class:`Bench`:
+
+- ``tb.set(port, value)`` drives an input port: an int, or a dict of fields (a list of
+  elements) for a port whose shape is a ``lib.data`` struct (array) layout, packed by that
+  same layout, so both backends agree;
+- ``await tb.tick(n)`` lets ``n`` clock edges pass;
+- ``tb.get(port)`` reads a port after the last edge: an int, or a ``data.Const`` view for a
+  layout-shaped port (``tb.get("result__payload").status`` is a :class:`~rtl.common.interfaces.Status`).
+
+Ports are named as in the generated Verilog: the signature path joined by ``__``.
+Contract: inputs set between two ticks are sampled at the next edge; outputs are read after
+a tick, never right after a ``set`` (cocotb would not have settled them yet).
+
+:func:`run_amaranth` runs a body on Amaranth's simulator; :func:`run_cocotb` runs the same body
+in cocotb over the block's generated Verilog (Verilator or Icarus), building each distinct
+Verilog once and reusing the build.
+"""
+
+import fcntl
+import hashlib
+import importlib
+import json
+import os
+import re
+from collections.abc import Mapping
+
+from amaranth.hdl import Value
+from amaranth.lib import data
+from amaranth.sim import Simulator
+
+from sim.tooling.toolchain import BUILD_DIR, REPO_ROOT, setup_verilator
+
+__all__ = ["Bench", "AmaranthBench", "CocotbBench", "run_amaranth", "run_cocotb",
+           "resolve", "CLOCK_PERIOD_NS"]
+
+CLOCK_PERIOD_NS = 8   # 125 MHz, the PCIe x1 user clock
+
+
+def _port_map(component):
+    ports = {}
+    for path, member, value in component.signature.flatten(component):
+        ports["__".join(str(p) for p in path)] = (member, value)
+    return ports
+
+
+def _pack(member, value):
+    if isinstance(value, (Mapping, list, tuple)):   # a struct's fields or an array's elements
+        return data.Const.as_bits(member.shape.const(value))
+    return int(value.value) if hasattr(value, "value") and not isinstance(value, int) else int(value)
+
+
+def _unpack(member, bits):
+    if isinstance(member.shape, data.Layout):
+        return member.shape.from_bits(bits)
+    return bits
+
+
+class Bench:
+    """What a test body sees; see the module docstring for the contract."""
+
+    def __init__(self, component):
+        self.component = component
+        self._ports = _port_map(component)
+        self._driven = {}       # port -> bits last driven: an unchanged input is not re-set
+
+    def _member(self, name):
+        try:
+            return self._ports[name][0]
+        except KeyError:
+            raise KeyError(f"{type(self.component).__name__} has no port {name!r}; "
+                           f"ports: {', '.join(sorted(self._ports))}") from None
+
+    def set(self, name, value):
+        bits = _pack(self._member(name), value)
+        # Re-driving an unchanged value costs the simulator a settle for nothing.
+        if self._driven.get(name) != bits:
+            self._driven[name] = bits
+            self._set_bits(name, bits)
+
+    def get(self, name):
+        return _unpack(self._member(name), self._get_bits(name))
+
+    async def tick(self, n=1):
+        raise NotImplementedError
+
+    async def start(self):
+        """Bring the DUT out of reset; the body starts right after."""
+
+
+class AmaranthBench(Bench):
+    def __init__(self, ctx, component):
+        super().__init__(component)
+        self.ctx = ctx
+        self.cycle = 0
+
+    def _set_bits(self, name, bits):
+        self.ctx.set(Value.cast(self._ports[name][1]), bits)
+
+    def _get_bits(self, name):
+        return self.ctx.get(Value.cast(self._ports[name][1]))
+
+    async def tick(self, n=1):
+        await self.ctx.tick().repeat(n)
+        self.cycle += n
+
+
+class CocotbBench(Bench):
+    def __init__(self, dut, component):
+        super().__init__(component)
+        self.dut = dut
+        self.cycle = 0
+        self._handles = {}
+
+    def _handle(self, name):
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = self._handles[name] = getattr(self.dut, name)
+        return handle
+
+    def _set_bits(self, name, bits):
+        self._handle(name).value = bits
+
+    def _get_bits(self, name):
+        return int(self._handle(name).value)
+
+    async def start(self):
+        from cocotb.clock import Clock
+        from cocotb.triggers import FallingEdge
+        Clock(self.dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
+        self.dut.rst.value = 1
+        for name, (member, _) in self._ports.items():
+            if member.flow.name == "In":
+                self._set_bits(name, 0)
+        self._falling = FallingEdge(self.dut.clk)
+        for _ in range(2):
+            await self._falling
+        self.dut.rst.value = 0
+        await self._falling
+
+    async def tick(self, n=1):
+        # Inputs change and outputs are sampled at the falling edge, half a cycle away
+        # from the rising edge where the DUT samples its inputs.
+        for _ in range(n):
+            await self._falling
+        self.cycle += n
+
+
+def resolve(spec):
+    """``"package.module:function"`` -> the function."""
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_amaranth(block, params, body, vcd=None, **kwargs):
+    """Run ``body`` (a function or "module:function") on Amaranth's simulator; return its result."""
+    from rtl.top.blocks import make_block
+    body = resolve(body) if isinstance(body, str) else body
+    dut = make_block(block, params)
+    sim = Simulator(dut)
+    sim.add_clock(CLOCK_PERIOD_NS * 1e-9)
+    outcome = {}
+
+    async def testbench(ctx):
+        tb = AmaranthBench(ctx, dut)
+        await tb.start()
+        outcome["result"] = await body(tb, params, **kwargs)
+
+    sim.add_testbench(testbench)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return outcome["result"]
+
+
+# Yosys gives every module a trigger register that all its `always @*` blocks read, so that
+# they evaluate once at start. Icarus applies the `= 0` initializer without an event, so a
+# block whose inputs never change (registers that stay at their initial value) is never
+# evaluated and its output stays X. Toggling the trigger once, before the first clock edge,
+# does what Yosys intends. FIXME: drop when Yosys or Icarus handles this.
+_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
+                      re.MULTILINE)
+
+
+def _icarus_start_trigger(text):
+    return _TRIGGER.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #1 {m.group(2)} = 1;", text)
+
+
+def _build_dir(simulator, block, verilog_text):
+    digest = hashlib.sha256(verilog_text.encode()).hexdigest()[:12]
+    return BUILD_DIR / "cocotb" / simulator / f"{block}-{digest}"
+
+
+def run_cocotb(simulator, block, params, body, test_name="bench", waves=False, **kwargs):
+    """Run ``body`` ("module:function") in cocotb over ``block``'s Verilog; return its result.
+
+    The Verilog is generated from the same parameters; its build is cached under
+    ``build/cocotb/<simulator>/<block>-<hash of the Verilog>`` and reused by later runs.
+    """
+    from dataclasses import asdict
+    from amaranth.back import verilog
+    from cocotb_tools.runner import get_results, get_runner
+    from rtl.top.blocks import make_block
+
+    if simulator == "verilator":
+        setup_verilator()
+    text = verilog.convert(make_block(block, params), name=block, emit_src=False)
+    if simulator == "icarus":
+        text = _icarus_start_trigger(text)
+    build_dir = _build_dir(simulator, block, text)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / f"{block}.v"
+    stamp = build_dir / "built.stamp"
+    runner = get_runner(simulator)
+    build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O2"] if simulator == "verilator" else []
+    # One build per distinct Verilog, shared by parallel test workers (hence the lock).
+    with open(build_dir / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.exists() or waves:
+            source.write_text(text)
+            runner.build(sources=[source], hdl_toplevel=block, build_dir=build_dir,
+                         always=True, build_args=build_args, timescale=("1ns", "1ps"),
+                         waves=waves, log_file=build_dir / "build.log")
+            stamp.write_text("ok\n")
+    test_dir = build_dir / "runs" / test_name
+    test_dir.mkdir(parents=True, exist_ok=True)
+    result_file = test_dir / "result.json"
+    result_file.unlink(missing_ok=True)
+    spec = {"block": block, "params": asdict(params), "body": body, "kwargs": kwargs,
+            "result": str(result_file)}
+    results_xml = runner.test(
+        test_module="sim.runners.cocotb_entry", hdl_toplevel=block, hdl_toplevel_lang="verilog",
+        build_dir=build_dir,
+        test_dir=test_dir, extra_env={"SRIOV_BENCH": json.dumps(spec),
+                                      "PYTHONPATH": str(REPO_ROOT)},
+        timescale=("1ns", "1ps"), waves=waves, log_file=test_dir / "sim.log")
+    total, failed = get_results(results_xml)
+    if total != 1 or failed:
+        log = (test_dir / "sim.log").read_text(errors="replace")[-6000:]
+        raise AssertionError(f"cocotb {simulator} run of {body} failed "
+                             f"({failed} of {total} failed); log tail:\n{log}")
+    return json.loads(result_file.read_text())

@@ -1,0 +1,426 @@
+"""The whole GPU in simulation: one loop that ticks the clock, and everything around the
+:class:`~rtl.top.gpu.SriovGpu` top that a real system would have.
+
+- Agents (the hypervisor, one guest driver per VM) are ``async`` functions that await host
+  requests (:meth:`System.config`, :meth:`System.mem`) and waits (:meth:`System.wait`); the
+  loop runs them cooperatively, one host request per cycle in the order they were made.
+  They never tick the clock themselves, so the same agents run on any backend.
+- Models: the FB memory (:class:`~sim.models.fbmem.FbMemoryModel`), the command processor and GPU
+  engine (:class:`Engine`: takes every doorbell, has work per function, drains when told to
+  stop, and checks each function's engine state across world switches).
+- Monitors: ownership and the world-switch sequence per cycle (:class:`Monitor`), every
+  doorbell from ring to delivery.
+"""
+
+from collections import deque
+from random import Random
+
+from rtl.top.gpu import HostKind, REG_WINDOW_SIZE, REG_WINDOWS, gpu_regmap
+from rtl.memory.fb_partition import fb_partition_regmap
+from rtl.common.interfaces import Status
+from rtl.mmio.decode import mmio_regmap
+from rtl.world_switch.world_switch import SeqState, world_switch_regmap
+
+from sim.drivers.regbus import RegAccessError
+from sim.models.fbmem import FbMemoryModel
+from sim.drivers.host import rid_of
+
+__all__ = ["System", "Engine", "Monitor", "HostBus", "SimulationStall", "HostPortError"]
+
+
+class SimulationStall(RuntimeError):
+    """The system stopped making progress (an agent waits for an answer that never comes)."""
+
+
+class HostPortError(AssertionError):
+    """The host port broke its promise: an accepted request unanswered, or answered twice."""
+
+
+class _Agent:
+    """An agent's coroutine, the cycle its wait ends (None: waiting for an answer or
+    queued), and whether it still runs."""
+    __slots__ = ("coroutine", "wake", "alive")
+
+    def __init__(self, coroutine):
+        self.coroutine, self.wake, self.alive = coroutine, None, True
+
+
+class _Op:
+    """What an agent awaits: the loop resumes it with the answer."""
+
+    def __init__(self, what, **fields):
+        self.kind = what
+        self.fields = fields
+
+    def __await__(self):
+        return (yield self)
+
+
+class HostBus:
+    """A register bus over the host port, for the register drivers (``access`` like
+    :class:`~sim.drivers.regbus.RegBusDriver`): configuration (``space="config"``) or one register
+    window of a function's register BAR, as driver ``requester`` sees it."""
+
+    def __init__(self, system, regmap, space, requester=0, target=None):
+        self.system = system
+        self.regmap = regmap
+        self.space = space
+        self.requester = requester
+        self.target = requester if target is None else target
+
+    async def access(self, addr, *, write=False, data=0, fn=None, be=0xF):
+        if self.space == "config":
+            return await self.system.config(self.target if fn is None else fn, addr,
+                                            write=write, data=data, be=be)
+        target = self.target if fn is None else fn
+        address = self.system.reg_address(target, self.space, addr)
+        return await self.system.mem(self.requester, address, write=write, data=data, be=be)
+
+    async def read(self, name, index=None):
+        status, value = await self.access(self.regmap.offset(name, index))
+        if status != Status.OK:
+            raise RegAccessError(f"function {self.requester} reading {name}[{index}]: {status}")
+        return value
+
+    async def read_fields(self, name, index=None):
+        return self.regmap.decode(name, await self.read(name, index))
+
+    async def write(self, name, index=None, **fields):
+        status, _ = await self.access(self.regmap.offset(name, index), write=True,
+                                      data=self.regmap.encode(name, **fields))
+        if status != Status.OK:
+            raise RegAccessError(f"function {self.requester} writing {name}[{index}]: {status}")
+        return status
+
+
+class Engine:
+    """The command processor and the GPU engine behind it.
+
+    Takes every doorbell the CP port offers; each adds ``work_per_doorbell`` cycles of work
+    for its function. While a function owns the GPU and has work, the engine is busy; told
+    to stop (``engine_stop``), it goes idle after ``drain`` cycles, keeping the rest of the
+    work for the function's next turn. When a function starts a turn the engine reads the
+    first ``check_words`` words of its state, which must be what it left there at its last
+    turn (zeros after INIT_GPU), then writes fresh ones: the world switch must carry every
+    function's context across everyone else's turns.
+    """
+
+    def __init__(self, params, *, drain, work_per_doorbell, check_words, seed):
+        self.p = params
+        self.drain = drain
+        self.work_per_doorbell = work_per_doorbell
+        self.check_words = min(check_words, params.ctx_words)
+        self.rng = Random(seed)
+        self.work = [0] * params.num_fns
+        self.drain_left = None
+        self.expected = {}           # fn -> words its state must hold at its next turn
+        self.errors = []
+        self.checked = 0
+        self._job = None             # (fn, phase, index, words read)
+        self._last_owner = None
+
+    def fresh_word(self):
+        """A new engine-state word, written at the start of a turn."""
+        return self.rng.getrandbits(self.p.mem_width)
+
+    def reset_fn(self, fn):
+        """INIT_GPU or FLR: the next turn of ``fn`` starts from zeros."""
+        self.expected[fn] = [0] * self.check_words
+        self.work[fn] = 0
+
+    def forget(self, fn):
+        self.expected.pop(fn, None)
+        self.work[fn] = 0
+
+    def step(self, tb, owner_valid, owner, deliveries):
+        for event in deliveries:
+            self.work[event[0]] += self.work_per_doorbell
+        if tb.get("engine_stop"):
+            if self.drain_left is None:
+                self.drain_left = self.drain
+            busy = self.drain_left > 0
+            if self.drain_left:
+                self.drain_left -= 1
+        else:
+            self.drain_left = None
+            busy = owner_valid and self.work[owner] > 0
+            if busy:
+                self.work[owner] -= 1
+        tb.set("engine_busy", int(busy))
+        # A new turn: check, then scribble, the owner's engine state.
+        if owner_valid and owner != self._last_owner and self.check_words and \
+                owner in self.expected:
+            self._job = [owner, "read", 0, []]
+        self._last_owner = owner if owner_valid else None
+        self._state_port(tb)
+
+    def _state_port(self, tb):
+        job = self._job
+        tb.set("state_rd__valid", 0)
+        tb.set("state_wr__valid", 0)
+        if job is None:
+            return
+        fn, phase, index, got = job
+        if phase == "read":
+            if index > 0:                       # the data of the read issued last cycle
+                got.append(int(tb.get("state_rdata")))
+            if index < self.check_words:
+                tb.set("state_rd__payload", {"addr": index})
+                tb.set("state_rd__valid", 1)
+                job[2] += 1
+            else:
+                self.checked += 1
+                if got != self.expected[fn]:
+                    self.errors.append(f"function {fn}: engine state {got} at the start of "
+                                       f"its turn, expected {self.expected[fn]}")
+                words = [self.fresh_word() for _ in range(self.check_words)]
+                self.expected[fn] = words
+                job[1], job[2], job[3] = "write", 0, words
+                self._state_port(tb)
+        else:
+            if index < self.check_words:
+                tb.set("state_wr__payload", {"addr": index, "data": got[index]})
+                tb.set("state_wr__valid", 1)
+                job[2] += 1
+            else:
+                self._job = None
+
+
+class Monitor:
+    """Who owns the GPU and what the world switch does, cycle by cycle, as segments; and
+    each world switch's phases (cycles in DRAIN, SAVE, LOAD, OVERLAP, SWAP + RUN)."""
+
+    PHASES = {SeqState.DRAIN: "idle", SeqState.SAVE: "save", SeqState.LOAD: "load",
+              SeqState.OVERLAP: "overlap", SeqState.SWAP: "run", SeqState.RUN: "run",
+              SeqState.INIT: "init"}
+
+    def __init__(self):
+        self.segments = []        # [start, end, kind, fn]: kind "own" or a SeqState name
+        self.switches = []        # {"from", "to", "start", "end", phases...}
+        self._switch = None
+        self._prev = None
+        self.owned = {}           # fn -> cycles owned
+
+    def step(self, cycle, owner_valid, owner, seq):
+        key = ("own", owner) if owner_valid and seq == SeqState.READY else \
+            (seq.name.lower(), owner) if seq != SeqState.READY else ("none", None)
+        if owner_valid:
+            self.owned[owner] = self.owned.get(owner, 0) + 1
+        if self.segments and self.segments[-1][2:] == list(key) and \
+                self.segments[-1][1] == cycle:
+            self.segments[-1][1] = cycle + 1
+        else:
+            self.segments.append([cycle, cycle + 1, key[0], key[1]])
+        # Switches: from the first DRAIN cycle to the cycle ownership is back.
+        sw = self._switch
+        if sw is None and seq == SeqState.DRAIN:
+            sw = self._switch = {"from": self._prev, "start": cycle, "idle": 0, "save": 0,
+                                 "load": 0, "overlap": 0, "run": 0}
+        if sw is not None:
+            if seq in self.PHASES and seq != SeqState.INIT:
+                sw[self.PHASES[seq]] += 1
+            # Over once a loaded context runs (the outgoing one still owns the GPU while
+            # it drains).
+            if owner_valid and seq == SeqState.READY and (sw["load"] or sw["overlap"]):
+                sw.update(to=owner, end=cycle, total=cycle - sw["start"])
+                self.switches.append(sw)
+                self._switch = None
+        if owner_valid:
+            self._prev = owner
+
+
+class System:
+    """The loop: the top, its models and its agents. See the module docstring."""
+
+    def __init__(self, tb, params, *, latency=None, drain=4, work_per_doorbell=40,
+                 check_words=4, seed=0, pf_rid=0x0100):
+        self.tb, self.p = tb, params
+        self.cycle = 0
+        self.pf_rid = pf_rid
+        self.fbmem = FbMemoryModel(params, latency, prefix="fb")
+        self.engine = Engine(params, drain=drain, work_per_doorbell=work_per_doorbell,
+                             check_words=check_words, seed=seed + 7)
+        self.monitor = Monitor()
+        self.agents = []          # _Agent
+        self._queue = deque()     # (agent, op) host requests in the order made
+        self._inflight = {}       # tag -> (agent, op, issue cycle)
+        self._free_tags = deque(range(256))
+        self.rung = {}            # (fn, index) -> deque of (value, cycle) not yet delivered
+        self.deliveries = []      # (cycle, fn, index, value, latency)
+        self.requests = 0
+        #: (kind, write, cycles from acceptance to answer) of every host request
+        self.answer_cycles = []
+        self.bars = None          # set by the hypervisor after enumeration
+        #: Cycles within which every accepted host request must be answered: a host FB
+        #: access may wait out a whole serial switch's context traffic (both ways), the
+        #: rest answer in a few cycles.
+        self.answer_limit = 8 * params.ctx_beats + 8 * self.fbmem.latency + 4096
+        self.maps = {"mmio": mmio_regmap(params), "fb_partition": fb_partition_regmap(params),
+                     "world_switch": world_switch_regmap(params), "gpu": gpu_regmap(params)}
+        tb.set("pf_rid", pf_rid)
+        tb.set("cp__ready", 1)
+        tb.set("fb__req__ready", 1)
+
+    # --- what agents await ----------------------------------------------------------
+    def config(self, fn, dword, *, write=False, data=0, be=0xF):
+        """Configuration request to function ``fn`` (by its Routing ID); -> (status, data)."""
+        return _Op("req", kind=HostKind.CONFIG, fn=0, rid=rid_of(self.p, fn, self.pf_rid),
+                   addr=dword * 4, write=write, data=data, be=be)
+
+    def mem(self, requester, address, *, write=False, data=0, be=0xF):
+        """32-bit memory request by function ``requester``'s driver; -> (status, data)."""
+        return _Op("req", kind=HostKind.MEMORY, fn=requester, rid=0, addr=address,
+                   write=write, data=data, be=be)
+
+    def wait(self, cycles):
+        return _Op("wait", cycles=max(int(cycles), 1))
+
+    # --- addresses (after enumeration) -------------------------------------------------
+    def bar_base(self, fn, index):
+        if fn == 0:
+            return self.bars["pf_bars"][index][0]
+        base, size = self.bars["vf_bars"][index]
+        return base + (fn - 1) * size
+
+    def reg_address(self, fn, window, dword):
+        return self.bar_base(fn, 5) + REG_WINDOWS.index(window) * REG_WINDOW_SIZE + dword * 4
+
+    def bus(self, window, requester=0, target=None):
+        """A :class:`HostBus` on a register window (or ``"config"``)."""
+        regmap = self.maps.get(window)
+        return HostBus(self, regmap, window, requester, target)
+
+    # --- agents -------------------------------------------------------------------------
+    def spawn(self, coroutine):
+        """Start an agent; it runs until its first await."""
+        agent = _Agent(coroutine)
+        self.agents.append(agent)
+        self._resume(agent, None)
+        return agent
+
+    def _resume(self, agent, value):
+        try:
+            op = agent.coroutine.send(value)
+        except StopIteration:
+            agent.alive = False
+            return
+        if op.kind == "wait":
+            agent.wake = self.cycle + op.fields["cycles"]
+        else:
+            agent.wake = None
+            self._queue.append((agent, op))
+
+    # --- the loop -----------------------------------------------------------------------
+    def describe(self, op):
+        """Where a host request went, in words: for error messages."""
+        f = op.fields
+        what = "write" if f["write"] else "read"
+        if f["kind"] == HostKind.CONFIG:
+            return f"configuration {what} of RID {f['rid']:#06x} dword {f['addr'] // 4:#x}"
+        where = f"{f['addr']:#x}"
+        for fn in range(self.p.num_fns) if self.bars else ():
+            for index in (0, 2, 5):
+                base = self.bar_base(fn, index)
+                size = (self.bars["pf_bars"] if fn == 0 else self.bars["vf_bars"])[index][1]
+                if base <= f["addr"] < base + size:
+                    where = f"function {fn} BAR{index} + {f['addr'] - base:#x}"
+        return f"memory {what} by function {f['fn']}'s driver at {where}"
+
+    def _check_answers(self, now=False):
+        """Every accepted request is answered within ``answer_limit`` cycles (at the end of
+        the run: at all)."""
+        for tag, (_, op, issued) in self._inflight.items():
+            if now or self.cycle - issued > self.answer_limit:
+                raise HostPortError(
+                    f"host request tag {tag} ({self.describe(op)}), accepted in cycle "
+                    f"{issued + 1}, unanswered at cycle {self.cycle}")
+
+    async def run(self, limit, progress=None):
+        """Run until every agent has finished; raise if that takes more than ``limit``.
+        ``progress(cycle)`` is called every 1000 cycles. Every accepted host request must
+        be answered exactly once: :class:`HostPortError` names the one that is not."""
+        tb = self.tb
+        while any(a.alive for a in self.agents):
+            if progress and self.cycle % 1000 == 0:
+                progress(self.cycle)
+            if self.cycle % 256 == 0:
+                self._check_answers()
+            if self.cycle >= limit:
+                self._check_answers(now=True)
+                raise SimulationStall(f"agents still running after {limit} cycles")
+            # Answers of the last edge; then agents whose wait is over.
+            if tb.get("host__resp__valid"):
+                resp = tb.get("host__resp__payload")
+                if int(resp.tag) not in self._inflight:
+                    raise HostPortError(f"an answer with tag {int(resp.tag)} in cycle "
+                                        f"{self.cycle}: no request with that tag is in flight "
+                                        f"(answered twice, or never asked)")
+                agent, op, issued = self._inflight.pop(int(resp.tag))
+                self._free_tags.append(int(resp.tag))
+                self.answer_cycles.append((op.fields["kind"].name, op.fields["write"],
+                                           self.cycle - issued))
+                self._resume(agent, (Status(resp.status), int(resp.data)))
+            for agent in self.agents:
+                if agent.alive and agent.wake is not None and agent.wake <= self.cycle:
+                    agent.wake = None
+                    self._resume(agent, None)
+            self._step_models()
+            # One request per cycle: it is accepted at the next edge if ready is high now.
+            if self._queue and tb.get("host__req__ready") and self._free_tags:
+                agent, op = self._queue.popleft()
+                tag = self._free_tags.popleft()
+                self._inflight[tag] = (agent, op, self.cycle)
+                tb.set("host__req__payload", dict(op.fields, kind=op.fields["kind"].value,
+                                                  tag=tag))
+                tb.set("host__req__valid", 1)
+                self.requests += 1
+                if op.fields["kind"] == HostKind.MEMORY and op.fields["write"]:
+                    self._note_doorbell(op.fields)
+            else:
+                tb.set("host__req__valid", 0)
+            await tb.tick()
+            self.cycle += 1
+        self._check_answers(now=True)
+        return self.cycle
+
+    def _note_doorbell(self, f):
+        """Remember a doorbell ring in the guest's own doorbell BAR (others are refused)."""
+        if self.bars is None:
+            return
+        fn = f["fn"]
+        base = self.bar_base(fn, 2)
+        offset = f["addr"] - base
+        if 0 <= offset < self.p.doorbells_per_fn * 4 and fn != 0:
+            self.rung.setdefault((fn, offset // 4), deque()).append((f["data"], self.cycle))
+
+    def _step_models(self):
+        tb = self.tb
+        self.fbmem.step(tb)
+        delivered = []
+        if tb.get("cp__valid"):
+            event = tb.get("cp__payload")
+            fn, index, value = int(event.fn), int(event.index), int(event.value)
+            delivered.append((fn, index, value))
+            queue = self.rung.get((fn, index), deque())
+            # Coalescing: values rung before this one and not delivered are replaced by it.
+            while queue and queue[0][0] != value:
+                queue.popleft()
+            ring = queue.popleft()[1] if queue else None
+            self.deliveries.append((self.cycle, fn, index, value,
+                                    None if ring is None else self.cycle - ring))
+        owner_valid, owner = bool(tb.get("owner_valid")), int(tb.get("owner"))
+        seq = SeqState(tb.get("seq_state"))
+        self.monitor.step(self.cycle, owner_valid, owner, seq)
+        self.engine.step(tb, owner_valid, owner, delivered)
+
+    def undelivered(self, fns):
+        """(fn, index) whose last ring has not reached the CP, for functions ``fns``."""
+        return sorted(key for key, queue in self.rung.items() if queue and key[0] in fns)
+
+    def flr(self, fn):
+        """Forget what function ``fn`` had in flight (its FLR drops it)."""
+        for key in list(self.rung):
+            if key[0] == fn:
+                self.rung[key].clear()
+        self.engine.forget(fn)
+
