@@ -7,7 +7,8 @@ names the parameter, the value given and what is allowed, in one line.
 
 from dataclasses import dataclass, fields, replace
 
-__all__ = ["GpuParams", "ParamError", "KiB", "MiB", "GiB", "TiB", "MAX_VFS", "MIN_BAR_SIZE",
+__all__ = ["GpuParams", "ParamError", "KiB", "MiB", "GiB", "TiB", "MAX_VFS", "FN_WIDTH",
+           "IOV_FB_UNIT", "MAX_TIMER_CYCLES", "TIMER_WIDTH", "MIN_BAR_SIZE",
            "MAX_BAR_SIZE", "size_text"]
 
 KiB = 1 << 10
@@ -15,8 +16,19 @@ MiB = 1 << 20
 GiB = 1 << 30
 TiB = 1 << 40
 
-#: The design note's next generation asks for 64 VFs; the function number then needs 7 bits.
+#: The design note's next generation asks for 64 VFs.
 MAX_VFS = 64
+
+#: Width of a function number (0 = PF, 1..MAX_VFS = VFs) in every register field and port.
+FN_WIDTH = MAX_VFS.bit_length()
+
+#: The GPU-IOV capability's FB unit: TOTAL_FB_*, VF FB offsets and sizes count 16 MiB (as GIM).
+IOV_FB_UNIT = 16 * MiB
+
+#: Longest programmable wait, cycles (drain timeout, time slice); counters for it take
+#: TIMER_WIDTH bits so that the value 1 << 24 itself fits.
+MAX_TIMER_CYCLES = 1 << 24
+TIMER_WIDTH = MAX_TIMER_CYCLES.bit_length()
 
 #: BAR sizes the model builds: one 4 KiB page (the smallest system page SR-IOV allows)
 #: up to 1 TiB, which keeps a VF BAR window of MAX_VFS apertures far inside 64 bits.
@@ -107,7 +119,7 @@ class GpuParams:
     fb_size: int = 8 * GiB
     fb_granule: int = 16 * MiB
     vf_fb_aperture: int = 256 * MiB
-    iov_fb_unit: int = 16 * MiB
+    iov_fb_unit: int = IOV_FB_UNIT
     counter_width: int = 16
     tag_width: int = 8
     vendor_id: int = 0x1002
@@ -184,8 +196,8 @@ class GpuParams:
         self._check_range("doorbells_per_fn", 1, 64)
         self._check_range("doorbell_ports", 1, 4)
         self._check_range("doorbell_value_width", 8, 32)
-        self._check_range("drain_timeout", 1, 1 << 24)
-        self._check_range("time_slice", 1, 1 << 24)
+        self._check_range("drain_timeout", 1, MAX_TIMER_CYCLES)
+        self._check_range("time_slice", 1, MAX_TIMER_CYCLES)
         if self.doorbells_per_fn * 4 > self.doorbell_bar_size:
             raise ParamError(f"doorbells_per_fn={self.doorbells_per_fn} does not fit the "
                              f"{self.doorbell_bar_size}-byte doorbell BAR")

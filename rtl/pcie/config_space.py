@@ -15,6 +15,7 @@ from rtl.params import size_text
 from rtl.common.regmap import Access, Field, Register, RegisterFile, RegisterMap
 
 __all__ = ["ConfigSpace", "pf_config_map", "vf_config_map", "BarSpec", "bar_specs", "BAR_INDICES",
+           "FB_BAR", "DOORBELL_BAR", "REG_BAR",
            "CAP_PCIE", "EXT_ARI", "EXT_SRIOV", "EXT_VSEC", "GPU_IOV_VSEC_ID"]
 
 # Byte offsets of the capability structures (the chain: header -> PCIe; 0x100 ARI ->
@@ -25,8 +26,10 @@ EXT_SRIOV = 0x110
 EXT_VSEC = 0x200
 GPU_IOV_VSEC_ID = 0x02
 
+#: The memory BARs, by what they map (as an AMD GPU: FB aperture, doorbells, registers).
+FB_BAR, DOORBELL_BAR, REG_BAR = 0, 2, 5
 #: The memory BARs, in the order of the ``pf_bars`` / ``vf_bars`` ports and of routing results.
-BAR_INDICES = (0, 2, 5)
+BAR_INDICES = (FB_BAR, DOORBELL_BAR, REG_BAR)
 
 #: Page sizes the SR-IOV capability supports: 4K, 8K, 64K, 256K, 1M, 4M (bit n = 4 KiB << n).
 SUPPORTED_PAGE_SIZES = 0x553
@@ -128,12 +131,12 @@ def bar_specs(params):
     def bar(index, param, is64, name):
         # Every 64-bit BAR here is prefetchable memory, the 32-bit register BAR is not.
         return BarSpec(index, param, getattr(params, param), is64, is64, name)
-    pf = (bar(0, "pf_fb_aperture", True, "FB aperture"),
-          bar(2, "doorbell_bar_size", True, "doorbells"),
-          bar(5, "pf_mmio_size", False, "registers"))
-    vf = (bar(0, "vf_fb_aperture", True, "FB aperture"),
-          bar(2, "doorbell_bar_size", True, "doorbells"),
-          bar(5, "vf_mmio_size", False, "registers"))
+    pf = (bar(FB_BAR, "pf_fb_aperture", True, "FB aperture"),
+          bar(DOORBELL_BAR, "doorbell_bar_size", True, "doorbells"),
+          bar(REG_BAR, "pf_mmio_size", False, "registers"))
+    vf = (bar(FB_BAR, "vf_fb_aperture", True, "FB aperture"),
+          bar(DOORBELL_BAR, "doorbell_bar_size", True, "doorbells"),
+          bar(REG_BAR, "vf_mmio_size", False, "registers"))
     return pf, vf
 
 
