@@ -228,7 +228,7 @@ def cmd_summary(args):
 
 def cmd_bench_doorbell(args):
     """Doorbell arbiter: throughput, waits under saturation, Jain's index (measured cycles)."""
-    from sim import bench_doorbell
+    from sim.bench import doorbell as bench_doorbell
     if args.cycles < 100:
         raise ParamError(f"--cycles={args.cycles} is too short to measure; use 100 or more")
     bad = [n for n in args.vfs_list if not 1 <= n <= 64]
@@ -256,7 +256,7 @@ def cmd_bench_doorbell(args):
 
 def cmd_bench_switch(args):
     """World switch: cycles by phase, serial and overlapped, against the analytic model."""
-    from sim import bench_world_switch as bench
+    from sim.bench import world_switch as bench
     rows = bench.run(args.sizes, args.widths, args.latencies, args.measure_upto, args.jobs)
     print(f"World switch (CONTEXT_SWITCH), engine drain {bench.DRAIN} cycles, memory always "
           f"ready, 128 reads in flight; cycles")
@@ -299,7 +299,7 @@ def _progress(total):
 
 def cmd_fuzz(args):
     """The hostile campaign (sim/system/fuzz.py); exit 1 on any mismatch or if nothing was checked."""
-    from sim import fuzz
+    from sim.system import fuzz
     t0 = time.monotonic()
     print(f"Fuzzing the whole GPU ({fuzz.FUZZ_PARAMS.num_vfs} VFs) on {args.backend}: "
           f"{args.transactions} transactions, seed {args.seed} ...", flush=True)
@@ -323,7 +323,7 @@ def cmd_fuzz(args):
 def cmd_report(args):
     """The main job: run a scenario on the whole GPU and report its world-switch timing."""
     from concurrent.futures import ProcessPoolExecutor
-    from sim import report
+    from sim.bench import report
     from sim.system.scenario import run
     t0 = time.monotonic()
     sc = _scenario(args)
@@ -361,7 +361,7 @@ def cmd_report(args):
 
 
 def cmd_sweep(args):
-    from sim import sweep
+    from sim.bench import sweep
     from sim.system.scenario import DEFAULT, MODES, load
     base = load(args.scenario) if args.scenario else DEFAULT
     base = sweep.with_(base, run_cycles=args.run_cycles) if args.run_cycles else base
