@@ -6,6 +6,7 @@ from random import Random
 from amaranth.sim import Simulator
 
 from rtl.common.interfaces import Status
+from rtl.memory.fb_port import HOST_TAG_WIDTH
 from rtl.top.host_answer import HostAnswer
 
 
@@ -130,7 +131,7 @@ def test_random_traffic_matches_the_reference_cycle_by_cycle():
             rate = 0.5 if (cycle // 300) % 2 else 0.05
             if budget > 0 and rng.random() < rate:
                 posted = int(rng.random() < 0.3)
-                fixed = (rng.getrandbits(8), rng.getrandbits(32),
+                fixed = (rng.getrandbits(HOST_TAG_WIDTH), rng.getrandbits(32),
                          rng.choice([s.value for s in Status]))
                 budget -= 1
             done = reads[0] if reads and budget > 0 else None
@@ -153,7 +154,7 @@ def test_random_traffic_matches_the_reference_cycle_by_cycle():
             posted_out -= retired
             # Some accepted requests become read data later (they hold their credit).
             if accept and rng.random() < 0.3 and len(reads) + posted_out < ref.held:
-                reads.append((rng.getrandbits(8), rng.getrandbits(32)))
+                reads.append((rng.getrandbits(HOST_TAG_WIDTH), rng.getrandbits(32)))
             cycles.append(cycle)
             await ctx.tick()
 
