@@ -89,3 +89,27 @@ def test_host_driven_switch_through_the_capability_hands_the_gpu_over(amaranth_r
 def test_host_port_behaves_the_same_on_cocotb(simulator, amaranth_run):
     assert run_cocotb(simulator, "gpu", PARAMS, BODY, test_name="host_port") == amaranth_run
 
+
+
+def test_an_fb_partition_slower_than_the_register_blocks_is_refused_by_name():
+    from rtl.memory.fb_partition import FbPartition
+
+    class SlowFbPartition(FbPartition):
+        LATENCY = 2
+
+    class Gpu(SriovGpu):
+        FB_PARTITION = SlowFbPartition
+
+    with pytest.raises(ParamError, match=r"^SlowFbPartition\.LATENCY is 2: the top's stage D "
+                                         r"takes the FB partition unit's result in the same "
+                                         r"cycle as the register blocks' answers"):
+        Gpu(GpuParams(num_vfs=2))
+
+
+def test_register_windows_are_one_table_in_bar_order():
+    from rtl.top.gpu import REG_WINDOW_SIZE, REG_WINDOW_TABLE, REG_WINDOWS, reg_window
+    assert REG_WINDOWS == ("mmio", "fb_partition", "world_switch", "gpu")
+    assert [reg_window(n).offset for n in REG_WINDOWS] == \
+        [k * REG_WINDOW_SIZE for k in range(len(REG_WINDOW_TABLE))]
+    with pytest.raises(KeyError, match="no register window 'nope'"):
+        reg_window("nope")

@@ -2,7 +2,7 @@
 keeps the context movers inside the context save area, and the scrubber that zero-fills FB
 before a region changes hands."""
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -16,6 +16,12 @@ __all__ = ["FbPort", "Scrubber", "FbInitiator", "host_fb_entry_layout", "host_fb
 
 #: Bits of the tag a host request carries and gets back with its answer.
 HOST_TAG_WIDTH = 8
+
+
+def _fifo(shape, depth):
+    """A :class:`~amaranth.lib.fifo.SyncFIFOBuffered` of ``shape`` (a layout or an enum):
+    write its ``w_data`` whole, read it through ``shape(fifo.r_data)``."""
+    return fifo.SyncFIFOBuffered(width=Shape.cast(shape).width, depth=depth)
 
 
 class FbInitiator(enum.Enum, shape=2):
@@ -250,10 +256,10 @@ class FbPort(wiring.Component):
 
         # --- The host queue -------------------------------------------------------------
         entry_layout = host_fb_entry_layout(p)
-        m.submodules.host_q = host_q = fifo.SyncFIFOBuffered(width=entry_layout.size, depth=depth)
+        m.submodules.host_q = host_q = _fifo(entry_layout, depth)
         m.d.comb += [host_q.w_en.eq(self.host.valid), host_q.w_data.eq(self.host.payload)]
         entry = self.host_head
-        m.d.comb += entry.eq(host_q.r_data)
+        m.d.comb += entry.eq(entry_layout(host_q.r_data))
         host_req, lane = self._host_request(m, entry)
 
         # --- The grant: from the world switch's step, a register ----------------------------
@@ -282,9 +288,9 @@ class FbPort(wiring.Component):
 
         # Which initiator each read in flight belongs to: reads answer in order.
         in_flight = 2 * p.mem_outstanding + depth
-        m.submodules.read_src = src_q = fifo.SyncFIFOBuffered(width=FbInitiator.as_shape().width, depth=in_flight)
+        m.submodules.read_src = src_q = _fifo(FbInitiator, in_flight)
         read_tag = data.StructLayout({"tag": HOST_TAG_WIDTH, "lane": len(lane)})
-        m.submodules.host_reads = rd_q = fifo.SyncFIFOBuffered(width=read_tag.size, depth=depth)
+        m.submodules.host_reads = rd_q = _fifo(read_tag, depth)
 
         requests = {FbInitiator.LIVE: (self.live.req.valid, self.live.req.payload),
                     FbInitiator.SHADOW: (self.shadow.req.valid, self.shadow.req.payload),
@@ -314,8 +320,8 @@ class FbPort(wiring.Component):
                      scrubber.host_level.eq(host_q.level), scrubber.host_pop.eq(popped),
                      src_q.w_en.eq(sent & ~chosen.write), src_q.w_data.eq(pick),
                      rd_q.w_en.eq(popped & ~entry.write),
-                     data.View(read_tag, rd_q.w_data).tag.eq(entry.tag),
-                     data.View(read_tag, rd_q.w_data).lane.eq(lane),
+                     read_tag(rd_q.w_data).tag.eq(entry.tag),
+                     read_tag(rd_q.w_data).lane.eq(lane),
                      # Every write that lands in FB makes its granule dirty, but the zeros.
                      scrubber.wrote.valid.eq(sent & chosen.write & (pick != FbInitiator.SCRUB)),
                      scrubber.wrote.payload.granule.eq(chosen.addr[gb:]),
@@ -332,18 +338,18 @@ class FbPort(wiring.Component):
         # --- Read data back to whoever asked ------------------------------------------------
         back = fb.resp.valid
         src = Signal(FbInitiator)
-        m.d.comb += [src.eq(src_q.r_data), src_q.r_en.eq(back)]
+        m.d.comb += [src.eq(FbInitiator(src_q.r_data)), src_q.r_en.eq(back)]
         for who, mv in movers.items():
             m.d.comb += [mv.resp.valid.eq(back & (src == who)),
                          mv.resp.payload.data.eq(fb.resp.payload.data)]
         done_layout = host_fb_done_layout()
-        m.submodules.host_cpl = cpl = fifo.SyncFIFOBuffered(width=done_layout.size, depth=depth)
+        m.submodules.host_cpl = cpl = _fifo(done_layout, depth)
         host_back = back & (src == FbInitiator.HOST)
-        waiting = data.View(read_tag, rd_q.r_data)
-        done = data.View(done_layout, cpl.w_data)
+        waiting = read_tag(rd_q.r_data)
+        done = done_layout(cpl.w_data)
         m.d.comb += [rd_q.r_en.eq(host_back), cpl.w_en.eq(host_back),
                      done.tag.eq(waiting.tag),
                      done.data.eq(fb.resp.payload.data >> (waiting.lane * 32)),
                      self.host_done.valid.eq(cpl.r_rdy), cpl.r_en.eq(self.host_done.ready),
-                     self.host_done.payload.eq(cpl.r_data)]
+                     self.host_done.payload.eq(done_layout(cpl.r_data))]
         return m

@@ -1,31 +1,39 @@
 """The whole GPU: every block joined behind one host port, one FB memory port and one
 command-processor port."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import data, enum, fifo, stream, wiring
+from typing import Callable, NamedTuple
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.common.counters import saturating_counter
 from rtl.doorbell.arbiter import DoorbellArbiter, doorbell_event_layout
-from rtl.memory.fb_partition import FbPartition
+from rtl.memory.fb_partition import FbPartition, fb_partition_regmap
 from rtl.memory.fb_port import HOST_TAG_WIDTH, FbPort
 from rtl.world_switch.gpu_iov import GpuIov
+from rtl.world_switch.world_switch import world_switch_regmap
 from rtl.common.interfaces import FbMemSignature, FbOrigin, Status, ValidSignature
-from rtl.mmio.decode import MmioDecode
-from rtl.params import KiB, ParamError, size_text
+from rtl.mmio.decode import MmioDecode, mmio_regmap
+from rtl.params import FN_WIDTH, KiB, ParamError
 from rtl.common.regmap import Access, Field, Register, RegisterFile, RegisterMap
+from rtl.pcie.config_space import DOORBELL_BAR, REG_BAR
 from rtl.pcie.routing import ADDR_WIDTH, Router
+from rtl.top.cap_mirror import CapMirror
+from rtl.top.host_answer import HostAnswer, host_response_layout
 
 __all__ = ["SriovGpu", "HostKind", "host_request_layout", "host_response_layout",
-           "HostPortSignature", "gpu_regmap", "REG_WINDOWS", "REG_WINDOW_SIZE", "HOST_CREDITS",
-           "irq_layout"]
+           "HostPortSignature", "gpu_regmap", "RegWindow", "REG_WINDOW_TABLE", "reg_window",
+           "REG_WINDOWS", "REG_WINDOW_SIZE", "HOST_CREDITS", "irq_layout"]
 
 #: Requests the host port holds at once (accepted, not yet answered).
 HOST_CREDITS = 16
-#: The PF's register BAR holds four windows, one per register block; a VF's (64 KiB) holds
-#: only the first, the register decode.
+#: The PF's register BAR holds one window per register block (:data:`REG_WINDOW_TABLE`); a
+#: VF's (64 KiB) holds only the first, the register decode.
 REG_WINDOW_SIZE = 64 * KiB
-REG_WINDOWS = ("mmio", "fb_partition", "world_switch", "gpu")
+#: Low bits of an address that pick a byte of a dword (register and configuration offsets
+#: are dword offsets).
+_DWORD_BITS = 2
 
 
 class HostKind(enum.Enum, shape=1):
@@ -49,11 +57,6 @@ def host_request_layout(params):
     })
 
 
-def host_response_layout():
-    return data.StructLayout({"tag": unsigned(HOST_TAG_WIDTH), "data": unsigned(32),
-                              "status": Status})
-
-
 def HostPortSignature(params):
     """The host port, initiator side: valid/ready requests; every request is answered once on
     ``resp`` (no back-pressure), not necessarily in order: match by ``tag``."""
@@ -73,7 +76,7 @@ def gpu_regmap(params):
     cw = params.counter_width
     return RegisterMap("gpu", 9, [
         Register("INFO", 0x00, (
-            Field("NUM_VFS", 0, 7, Access.RO, "number of VFs (parameter num_vfs)"),
+            Field("NUM_VFS", 0, FN_WIDTH, Access.RO, "number of VFs (parameter num_vfs)"),
             Field("CREDITS", 8, 8, Access.RO, "host requests the port holds at once"),
         ), "What this instance was built with."),
         Register("HOST_UR", 0x01, (
@@ -114,6 +117,69 @@ class _Dest(enum.Enum, shape=3):
     FB = 7
 
 
+class RegWindow(NamedTuple):
+    """One :data:`REG_WINDOW_SIZE` window of the register BAR: the block whose registers it
+    exposes."""
+    name: str
+    index: int                  #: its place in the BAR: byte offset ``index * REG_WINDOW_SIZE``
+    regmap: Callable            #: params -> the :class:`~rtl.common.regmap.RegisterMap` it holds
+    dest: _Dest                 #: where the top's dispatch sends its requests
+    bus: Callable               #: SriovGpu -> the block's register bus
+    reach: str                  #: who can reach it
+
+    @property
+    def offset(self):
+        """Byte offset of the window in the register BAR."""
+        return self.index * REG_WINDOW_SIZE
+
+
+#: The register BAR's windows, in BAR order: the one description the top's decode, the
+#: system model's register addresses and the generated docs use.
+REG_WINDOW_TABLE = (
+    RegWindow("mmio", 0, mmio_regmap, _Dest.MMIO, lambda gpu: gpu.mmio.bus,
+              "every function (a VF sees only this window)"),
+    RegWindow("fb_partition", 1, lambda p: fb_partition_regmap(p, external_layout=True),
+              _Dest.FB_REGS, lambda gpu: gpu.fbp.cfg, "PF"),
+    RegWindow("world_switch", 2, world_switch_regmap, _Dest.WS_REGS,
+              lambda gpu: gpu.iov.ws_cfg, "PF"),
+    RegWindow("gpu", 3, lambda p: gpu_regmap(p), _Dest.GPU_REGS, lambda gpu: gpu.regs.bus, "PF"),
+)
+assert [w.index for w in REG_WINDOW_TABLE] == list(range(len(REG_WINDOW_TABLE)))
+#: The windows' names, in BAR order.
+REG_WINDOWS = tuple(w.name for w in REG_WINDOW_TABLE)
+#: Address bits of the byte offset within a window, and of the window's index above them.
+_WINDOW_SHIFT = (REG_WINDOW_SIZE - 1).bit_length()
+_WINDOW_INDEX_BITS = (len(REG_WINDOW_TABLE) - 1).bit_length()
+
+
+def reg_window(name):
+    """The :class:`RegWindow` called ``name``."""
+    for w in REG_WINDOW_TABLE:
+        if w.name == name:
+            return w
+    raise KeyError(f"no register window {name!r}; there are {', '.join(REG_WINDOWS)}")
+
+
+class _Answering(data.Struct):
+    """A request between dispatch and its answer: one register per stage (C, D)."""
+    valid: 1
+    dest: _Dest
+    tag: HOST_TAG_WIDTH
+    status: Status              # the top's own answer (dest LOCAL)
+
+
+class _FbWrite(data.Struct):
+    """What a host FB access needs beside the FB partition unit (which carries only the
+    address): its dword and byte enables, for the FB queue."""
+    data: 32
+    be: 4
+
+
+#: Cycles from a block taking its request (from the dispatch register) to its answer, for
+#: every register block; stage D takes them all in the same cycle.
+_BLOCK_LATENCY = 1
+
+
 class SriovGpu(wiring.Component):
     """The SR-IOV GPU: configuration space with SR-IOV and GPU-IOV, routing, register decode
     and mailboxes, FB partition, doorbell arbiter and world switch, behind one host port.
@@ -124,7 +190,7 @@ class SriovGpu(wiring.Component):
 
     - configuration: the function's configuration space;
     - register BAR (BAR5): the register decode; the PF's BAR also holds the FB partition's,
-      the world switch's and the top's own PF registers (:data:`REG_WINDOWS`, 64 KiB each);
+      the world switch's and the top's own PF registers (:data:`REG_WINDOW_TABLE`, 64 KiB each);
     - doorbell BAR (BAR2): writes ring the doorbell arbiter; reads answer UR;
     - FB BAR (BAR0): checked and translated by the FB partition, then read or written
       (one 32-bit lane of a beat) on the FB memory port.
@@ -151,12 +217,14 @@ class SriovGpu(wiring.Component):
     unit at their full width, which activates each region only if it is safe (see
     :class:`~rtl.memory.fb_partition.FbPartition`) after the FB it gains is zero-filled
     (:class:`~rtl.memory.fb_port.Scrubber`); its active CSA is the world switch's. TOTAL_FB_CONSUMED
-    is the FB of active slices.
+    is the FB of active slices. The translation lives in :class:`~rtl.top.cap_mirror.CapMirror`.
 
     The FB memory port (:class:`~rtl.memory.fb_port.FbPort`) belongs to the world switch's context
     movers during their phases and to host FB accesses (and the scrubber) otherwise; a mover
     access outside the active CSA is stopped there. The world switch's owner is the only
-    function whose doorbells reach ``cp``; its engine reports ``engine_busy``. A VF's FLR
+    function whose doorbells reach ``cp``; the answers leave through
+    :class:`~rtl.top.host_answer.HostAnswer` (fixed-latency answers first, then FB read
+    data; the credits). its engine reports ``engine_busy``. A VF's FLR
     (Initiate FLR in its Device Control, or VF Enable cleared) resets it in the world switch,
     the doorbell arbiter and the register decode, and clears its violation counters.
 
@@ -193,6 +261,15 @@ class SriovGpu(wiring.Component):
         self.doorbells = DoorbellArbiter(params)
         self.regmap = gpu_regmap(params)
         self.regs = RegisterFile(params, self.regmap, pf_only=True)
+        self.cap_mirror = CapMirror(params)
+        self.answer = HostAnswer(HOST_CREDITS)
+        # Stage D takes every block's answer in the same cycle: the FB partition unit's
+        # result (refusal, write acknowledge) with the register blocks'.
+        if self.FB_PARTITION.LATENCY != _BLOCK_LATENCY:
+            raise ParamError(f"{self.FB_PARTITION.__name__}.LATENCY is "
+                             f"{self.FB_PARTITION.LATENCY}: the top's stage D takes the FB "
+                             f"partition unit's result in the same cycle as the register "
+                             f"blocks' answers, {_BLOCK_LATENCY} cycle after dispatch")
         ws_members = self.iov.signature.members
         super().__init__({
             "host": In(HostPortSignature(params)),
@@ -211,38 +288,12 @@ class SriovGpu(wiring.Component):
             "seq_state": ws_members["seq_state"],
         })
 
-    def _layout(self, m):
-        """The capability's FB fields, in granules at full width, to the FB partition unit;
-        what it made active back to the capability and the world switch."""
-        p, iov, fbp = self.params, self.iov, self.fbp
-        shift = p.iov_unit_shift
-        cntxt = iov.cntxt
-        m.d.comb += [fbp.layout[0].base.eq(cntxt.offset << shift),
-                     fbp.layout[0].size.eq(cntxt.size << shift),
-                     # LOC = 1 asks for a CSA in system memory: not modelled, so none in FB.
-                     fbp.layout[0].valid.eq((cntxt.size != 0) & ~cntxt.loc)]
-        for n in range(1, p.num_fns):
-            vf_fb = iov.vf_fb[n - 1]
-            m.d.comb += [fbp.layout[n].base.eq(vf_fb.offset << shift),
-                         fbp.layout[n].size.eq((vf_fb.size + 1) << shift),
-                         fbp.layout[n].valid.eq(vf_fb.as_value() != 0)]
-        m.d.comb += [iov.fb_consumed.eq(fbp.consumed >> shift), iov.csa.eq(fbp.active_csa)]
-
-    def elaborate(self, platform):
-        m = Module()
+    def _wire_blocks(self, m):
+        """The blocks wired to each other: configuration space's state to routing, the
+        doorbells and the register decode; the capability mirror; interrupts and monitors."""
         p = self.params
-        iov, router, mmio, fbp, db, regs, port = (self.iov, self.router, self.mmio, self.fbp,
-                                                  self.doorbells, self.regs, self.fb_port)
-        m.submodules.gpu_iov = iov
-        m.submodules.router = router
-        m.submodules.mmio = mmio
-        m.submodules.fb_partition = fbp
-        m.submodules.fb_port = port
-        m.submodules.doorbells = db
-        m.submodules.regs = regs
-
-        # --- Blocks wired to each other ---------------------------------------------------
-        serve = Signal(p.num_fns)
+        iov, router, mmio, fbp, db, regs, cap = (self.iov, self.router, self.mmio, self.fbp,
+                                                 self.doorbells, self.regs, self.cap_mirror)
         m.d.comb += [
             router.pf_rid.eq(self.pf_rid),
             router.pf_bars.eq(iov.pf_bars), router.vf_bars.eq(iov.vf_bars),
@@ -252,9 +303,13 @@ class SriovGpu(wiring.Component):
             iov.shared_in.eq(mmio.shared),
             mmio.shared_load.valid.eq(iov.shared_load.valid),
             mmio.shared_load.payload.eq(iov.shared_load.payload),
-            # World switching: only the owner's doorbells go to the command processor.
-            serve.eq(Mux(iov.owner_valid, Const(1, p.num_fns) << iov.owner, 0)),
-            db.serve.eq(serve), db.num_vfs.eq(iov.num_vfs), db.vf_enable.eq(iov.vf_enable),
+            # The capability's FB layout to the FB partition unit and back; world switching:
+            # only the owner's doorbells go to the command processor.
+            cap.cntxt.eq(iov.cntxt), cap.vf_fb.eq(iov.vf_fb), fbp.layout.eq(cap.layout),
+            cap.consumed.eq(fbp.consumed), cap.active_csa.eq(fbp.active_csa),
+            iov.fb_consumed.eq(cap.fb_consumed), iov.csa.eq(cap.csa),
+            cap.owner.eq(iov.owner), cap.owner_valid.eq(iov.owner_valid),
+            db.serve.eq(cap.serve), db.num_vfs.eq(iov.num_vfs), db.vf_enable.eq(iov.vf_enable),
             db.flr.eq(iov.flr), fbp.flr.eq(iov.flr), mmio.flr.eq(iov.flr),
             iov.has_work.eq(db.has_work),
             iov.engine_busy.eq(self.engine_busy), self.engine_stop.eq(iov.engine_stop),
@@ -278,13 +333,16 @@ class SriovGpu(wiring.Component):
         m.d.comb += [regs.f("INFO", "NUM_VFS").eq(p.num_vfs),
                      regs.f("INFO", "CREDITS").eq(HOST_CREDITS),
                      regs.f("DB_UR", "COUNT").eq(db.ur_count)]
-        self._layout(m)
 
-        # --- The FB port: context movers, host FB accesses, the scrubber ---------------------
+    def _wire_fb_port(self, m):
+        """The FB port's initiators: the context movers and the scrubber (host FB accesses
+        come from stage D, :meth:`elaborate`)."""
+        iov, fbp, regs, port = self.iov, self.fbp, self.regs, self.fb_port
         wiring.connect(m, iov.mem, port.live)
         wiring.connect(m, iov.mem_load, port.shadow)
         wiring.connect(m, fbp.scrub, port.scrub)
         wiring.connect(m, port.fb, wiring.flipped(self.fb))
+        wiring.connect(m, port.host_done, self.answer.fb_done)
         m.d.comb += [port.seq.eq(iov.seq_state), port.csa.eq(fbp.active_csa),
                      iov.ctx_fault.eq(port.ctx_fault.valid),
                      fbp.ctx_fault.valid.eq(port.ctx_fault.valid),
@@ -292,130 +350,161 @@ class SriovGpu(wiring.Component):
                      regs.f("SCRUB_LAST", "CYCLES").eq(port.scrub_cycles),
                      regs.f("SCRUB_GRANULES", "COUNT").eq(port.scrub_granules)]
 
-        # --- Stage A: accept and route ---------------------------------------------------
-        req, resp = self.host.req, self.host.resp
-        accept = Signal()
-        outstanding = Signal(range(HOST_CREDITS + 1))
-        b = Signal(host_request_layout(p))          # the request being routed
-        b_valid = Signal()
-        # FB read data that lost the answer port to a fixed-latency answer stops new
-        # requests until it is out: with at most three requests in the pipeline behind it,
-        # no flood of register or configuration requests can hold a read answer back for
-        # more than three cycles (bounded response for every accepted request).
-        read_waits = Signal()
-        m.d.comb += [
-            req.ready.eq((outstanding < HOST_CREDITS) & ~read_waits),
-            accept.eq(req.valid & req.ready),
-            router.cfg_in.valid.eq(accept & (req.payload.kind == HostKind.CONFIG)),
-            router.cfg_in.payload.rid.eq(req.payload.rid),
-            router.mem_in.valid.eq(accept & (req.payload.kind == HostKind.MEMORY)),
-            router.mem_in.payload.addr.eq(req.payload.addr),
-        ]
-        m.d.sync += [b_valid.eq(accept), b.eq(req.payload)]
+    def _reg_buses(self):
+        """{destination: register bus} of every block answering in stage D but the top."""
+        buses = {_Dest.CONFIG: self.iov.cfg}
+        buses.update({w.dest: w.bus(self) for w in REG_WINDOW_TABLE})
+        return buses
 
-        # --- Stage B: dispatch to the block that answers ----------------------------------
-        rc, rm = router.cfg_out.payload, router.mem_out.payload
+    def _route(self, m, b):
+        """Stage B's decode: where the routed request ``b`` goes (``dest``), the top's own
+        answer if it goes nowhere (``status``), and whether it is a VF driver outside its own
+        BARs (``xfn``)."""
+        rc, rm = self.router.cfg_out.payload, self.router.mem_out.payload
         dest = Signal(_Dest)
         local_status = Signal(Status)
-        xfn = Signal()                              # a VF driver outside its own BARs
-        window = rm.offset[16:18]
-        reg_addr = rm.offset[2:16]
-        dword = b.addr[2:12]
-        with m.If(b.kind == HostKind.CONFIG):
+        xfn = Signal()
+        window = rm.offset[_WINDOW_SHIFT:_WINDOW_SHIFT + _WINDOW_INDEX_BITS]
+        reg_addr = rm.offset[_DWORD_BITS:_WINDOW_SHIFT]
+        req = b.req
+        with m.If(req.kind == HostKind.CONFIG):
             with m.If(rc.status == Status.OK):
                 m.d.comb += dest.eq(_Dest.CONFIG)
             with m.Else():
                 m.d.comb += local_status.eq(Status.UR)
         with m.Elif(rm.status != Status.OK):
             m.d.comb += local_status.eq(rm.status)
-        with m.Elif((b.fn != 0) & (b.fn != rm.fn)):
-            m.d.comb += [local_status.eq(Status.BLOCKED), xfn.eq(b_valid)]
-        with m.Elif(rm.bar == 5):
-            for k, (d, rf) in enumerate(((_Dest.MMIO, mmio.bus), (_Dest.FB_REGS, fbp.cfg),
-                                          (_Dest.WS_REGS, iov.ws_cfg), (_Dest.GPU_REGS, regs.bus))):
-                width = len(rf.req.payload.addr)
-                with m.If((window == k) & (reg_addr[width:] == 0)):
-                    m.d.comb += dest.eq(d)
+        with m.Elif((req.fn != 0) & (req.fn != rm.fn)):
+            m.d.comb += [local_status.eq(Status.BLOCKED), xfn.eq(b.valid)]
+        with m.Elif(rm.bar == REG_BAR):
+            for w in REG_WINDOW_TABLE:
+                width = len(w.bus(self).req.payload.addr)
+                with m.If((window == w.index) & (reg_addr[width:] == 0)):
+                    m.d.comb += dest.eq(w.dest)
             with m.If(dest == _Dest.LOCAL):
                 m.d.comb += local_status.eq(Status.UR)
-        with m.Elif(rm.bar == 2):
-            with m.If(b.write):
+        with m.Elif(rm.bar == DOORBELL_BAR):
+            with m.If(req.write):
                 m.d.comb += dest.eq(_Dest.DOORBELL)
             with m.Else():
                 m.d.comb += local_status.eq(Status.UR)
         with m.Else():
             m.d.comb += dest.eq(_Dest.FB)
+        return dest, local_status, xfn, reg_addr
 
-        reg_buses = {_Dest.CONFIG: iov.cfg, _Dest.MMIO: mmio.bus, _Dest.FB_REGS: fbp.cfg,
-                     _Dest.WS_REGS: iov.ws_cfg, _Dest.GPU_REGS: regs.bus}
-        # Every block takes its request from a flop: the dispatch decode in front of a
-        # block's own decode (the partition's table lookup, a register file's) set the clock.
-        for d, bus in reg_buses.items():
+    def _dispatch(self, m, b, dest, reg_addr):
+        """Stage B to C: every block takes its request from a flop (the dispatch decode in
+        front of a block's own decode, the partition's table lookup or a register file's,
+        set the clock)."""
+        db, fbp = self.doorbells, self.fbp
+        rc, rm = self.router.cfg_out.payload, self.router.mem_out.payload
+        req = b.req
+        for d, bus in self._reg_buses().items():
             pl = bus.req.payload
             fn = rc.fn if d == _Dest.CONFIG else rm.fn
-            addr = dword if d == _Dest.CONFIG else reg_addr
-            m.d.sync += [bus.req.valid.eq(b_valid & (dest == d)), pl.fn.eq(fn), pl.addr.eq(addr),
-                         pl.write.eq(b.write), pl.data.eq(b.data), pl.be.eq(b.be)]
+            addr = req.addr[_DWORD_BITS:] if d == _Dest.CONFIG else reg_addr
+            m.d.sync += [bus.req.valid.eq(b.valid & (dest == d)), pl.fn.eq(fn),
+                         pl.addr.eq(addr), pl.write.eq(req.write), pl.data.eq(req.data),
+                         pl.be.eq(req.be)]
         db_w = db.writes[0]
-        m.d.sync += [db.write_valid.eq(b_valid & (dest == _Dest.DOORBELL)),
-                     db_w.fn.eq(rm.fn), db_w.offset.eq(rm.offset[2:]), db_w.value.eq(b.data)]
+        m.d.sync += [db.write_valid.eq(b.valid & (dest == _Dest.DOORBELL)),
+                     db_w.fn.eq(rm.fn), db_w.offset.eq(rm.offset[_DWORD_BITS:]),
+                     db_w.value.eq(req.data)]
         fa = fbp.access.payload
-        m.d.sync += [fbp.access.valid.eq(b_valid & (dest == _Dest.FB)),
-                     fa.fn.eq(rm.fn), fa.origin.eq(FbOrigin.HOST), fa.write.eq(b.write),
-                     fa.addr.eq(rm.offset), fa.tag.eq(b.tag)]
-        for n in range(1, p.num_fns):
-            m.d.comb += regs.f("XFN_COUNT", "COUNT", n).eq(saturating_counter(
-                m, p.counter_width, xfn & (b.fn == n),
-                regs.written("XFN_COUNT", n) | iov.flr[n], name=f"xfn_{n}"))
+        m.d.sync += [fbp.access.valid.eq(b.valid & (dest == _Dest.FB)),
+                     fa.fn.eq(rm.fn), fa.origin.eq(FbOrigin.HOST), fa.write.eq(req.write),
+                     fa.addr.eq(rm.offset), fa.tag.eq(req.tag)]
 
-        # --- Stage C: the blocks work; stage D: their answers are the host port's --------
-        # One register per stage, carrying what the answer needs; the FB partition's result
-        # meets stage D (its latency is the one stage between them).
-        stage = data.StructLayout({"valid": 1, "dest": _Dest, "tag": HOST_TAG_WIDTH,
-                                   "status": Status, "data": 32, "be": 4})
-        assert FbPartition.LATENCY == 1, "stage D meets the FB partition's result"
-        c, d_ = Signal(stage), Signal(stage)
-        m.d.sync += [c.valid.eq(b_valid), c.dest.eq(dest), c.tag.eq(b.tag),
-                     c.status.eq(local_status), c.data.eq(b.data), c.be.eq(b.be), d_.eq(c)]
+    def _answer(self, m, d_):
+        """Stage D: the answer of the request in ``d_``, taken from where it went. Returns
+        the answer (valid unless it is an FB read the partition granted: that one answers
+        when its data returns) and whether the FB partition granted it."""
+        fb_res = self.fbp.result.payload
         answer = Signal(host_response_layout())
-        fb_res = fbp.result.payload
         with m.Switch(d_.dest):
-            for dst, bus in reg_buses.items():
+            for dst, bus in self._reg_buses().items():
                 with m.Case(dst):
                     m.d.comb += [answer.data.eq(bus.resp.payload.data),
                                  answer.status.eq(bus.resp.payload.status)]
             with m.Case(_Dest.DOORBELL):
-                m.d.comb += answer.status.eq(Mux(db.ur[0], Status.UR, Status.OK))
+                m.d.comb += answer.status.eq(Mux(self.doorbells.ur[0], Status.UR, Status.OK))
             with m.Case(_Dest.FB):
                 m.d.comb += answer.status.eq(fb_res.status)
             with m.Case(_Dest.LOCAL):
                 m.d.comb += answer.status.eq(d_.status)
-        fb_ok = d_.valid & (d_.dest == _Dest.FB) & (fb_res.status == Status.OK)
+        fb_ok = Signal()
         answer_valid = Signal()
-        m.d.comb += [answer.tag.eq(d_.tag),
-                     # An FB read that passed the check answers when its data returns.
+        m.d.comb += [fb_ok.eq(d_.valid & (d_.dest == _Dest.FB) & (fb_res.status == Status.OK)),
+                     answer.tag.eq(d_.tag),
                      answer_valid.eq(d_.valid & ~(fb_ok & ~fb_res.write))]
+        return answer, answer_valid, fb_ok
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        iov, router, fbp, regs, port, ans = (self.iov, self.router, self.fbp, self.regs,
+                                             self.fb_port, self.answer)
+        m.submodules.gpu_iov = iov
+        m.submodules.router = router
+        m.submodules.mmio = self.mmio
+        m.submodules.fb_partition = fbp
+        m.submodules.fb_port = port
+        m.submodules.doorbells = self.doorbells
+        m.submodules.regs = regs
+        m.submodules.cap_mirror = self.cap_mirror
+        m.submodules.answer = ans
+        self._wire_blocks(m)
+        self._wire_fb_port(m)
+
+        # --- Stage A: accept and route ---------------------------------------------------
+        req, resp = self.host.req, self.host.resp
+        accept = Signal()
+        # Stage B: the request being routed.
+        b = Signal(data.StructLayout({"valid": 1, "req": host_request_layout(p)}))
+        m.d.comb += [
+            req.ready.eq(ans.ready),
+            accept.eq(req.valid & req.ready), ans.accept.eq(accept),
+            router.cfg_in.valid.eq(accept & (req.payload.kind == HostKind.CONFIG)),
+            router.cfg_in.payload.rid.eq(req.payload.rid),
+            router.mem_in.valid.eq(accept & (req.payload.kind == HostKind.MEMORY)),
+            router.mem_in.payload.addr.eq(req.payload.addr),
+        ]
+        m.d.sync += [b.valid.eq(accept), b.req.eq(req.payload)]
+
+        # --- Stage B: dispatch to the block that answers ----------------------------------
+        dest, local_status, xfn, reg_addr = self._route(m, b)
+        self._dispatch(m, b, dest, reg_addr)
+        for n in range(1, p.num_fns):
+            m.d.comb += regs.f("XFN_COUNT", "COUNT", n).eq(saturating_counter(
+                m, p.counter_width, xfn & (b.req.fn == n),
+                regs.written("XFN_COUNT", n) | iov.flr[n], name=f"xfn_{n}"))
+
+        # --- Stage C: the blocks work; stage D: their answers are the host port's --------
+        # One register per stage, carrying what the answer needs (the blocks answer
+        # _BLOCK_LATENCY cycles after dispatch). An FB access's dword rides beside the FB
+        # partition unit, one register per cycle of its latency, and meets its result.
+        c, d_ = Signal(_Answering), Signal(_Answering)
+        m.d.sync += [c.valid.eq(b.valid), c.dest.eq(dest), c.tag.eq(b.req.tag),
+                     c.status.eq(local_status), d_.eq(c)]
+        fb_write = Signal(_FbWrite, name="fb_write_b")
+        m.d.comb += [fb_write.data.eq(b.req.data), fb_write.be.eq(b.req.be)]
+        for k in range(1 + self.FB_PARTITION.LATENCY):
+            fb_write_next = Signal(_FbWrite, name=f"fb_write_{k}")
+            m.d.sync += fb_write_next.eq(fb_write)
+            fb_write = fb_write_next
+        answer, answer_valid, fb_ok = self._answer(m, d_)
         m.d.comb += regs.f("HOST_UR", "COUNT").eq(saturating_counter(
             m, p.counter_width, resp.valid & (resp.payload.status == Status.UR),
             regs.written("HOST_UR"), name="host_ur"))
 
         # --- Granted FB accesses queue for the FB port -----------------------------------
-        entry = port.host.payload
+        fb_res, entry = fbp.result.payload, port.host.payload
         m.d.comb += [port.host.valid.eq(fb_ok), entry.addr.eq(fb_res.addr),
-                     entry.write.eq(fb_res.write), entry.data.eq(d_.data), entry.be.eq(d_.be),
-                     entry.tag.eq(fb_res.tag), entry.fn.eq(fb_res.fn)]
-        # Fixed-latency answers go first; FB read data waits in its queue for a free cycle.
-        done = port.host_done
-        m.d.comb += [done.ready.eq(~answer_valid), read_waits.eq(done.valid & answer_valid)]
-        with m.If(answer_valid):
-            m.d.comb += [resp.valid.eq(1), resp.payload.eq(answer)]
-        with m.Else():
-            m.d.comb += [resp.valid.eq(done.valid), resp.payload.tag.eq(done.payload.tag),
-                         resp.payload.data.eq(done.payload.data),
-                         resp.payload.status.eq(Status.OK)]
+                     entry.write.eq(fb_res.write), entry.data.eq(fb_write.data),
+                     entry.be.eq(fb_write.be), entry.tag.eq(fb_res.tag), entry.fn.eq(fb_res.fn)]
 
-        # --- Credits: an answer frees one, except an FB write's, freed when it leaves ------
-        posted = answer_valid & fb_ok & fb_res.write
-        m.d.sync += outstanding.eq(outstanding + accept - (resp.valid & ~posted) -
-                                   port.host_retired)
+        # --- The answer port: fixed-latency answers first, then FB read data; credits ----
+        m.d.comb += [ans.fixed.valid.eq(answer_valid), ans.fixed.payload.eq(answer),
+                     ans.posted.eq(fb_ok & fb_res.write), ans.retired.eq(port.host_retired)]
+        wiring.connect(m, ans.resp, wiring.flipped(resp))
         return m

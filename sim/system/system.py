@@ -15,7 +15,8 @@
 from collections import deque
 from random import Random
 
-from rtl.top.gpu import HostKind, REG_WINDOW_SIZE, REG_WINDOWS, gpu_regmap
+from rtl.top.gpu import HostKind, gpu_regmap, reg_window
+from rtl.pcie.config_space import REG_BAR
 from rtl.memory.fb_partition import fb_partition_regmap
 from rtl.common.interfaces import Status
 from rtl.mmio.decode import mmio_regmap
@@ -283,7 +284,7 @@ class System:
         return base + (fn - 1) * size
 
     def reg_address(self, fn, window, dword):
-        return self.bar_base(fn, 5) + REG_WINDOWS.index(window) * REG_WINDOW_SIZE + dword * 4
+        return self.bar_base(fn, REG_BAR) + reg_window(window).offset + dword * 4
 
     def bus(self, window, requester=0, target=None):
         """A :class:`HostBus` on a register window (or ``"config"``)."""

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from rtl.pcie.config_space import pf_config_map, vf_config_map
+from rtl.pcie.config_space import REG_BAR, pf_config_map, vf_config_map
 from rtl.memory.fb_partition import fb_partition_regmap
-from rtl.top.gpu import REG_WINDOW_SIZE, REG_WINDOWS, gpu_regmap
+from rtl.top.gpu import REG_WINDOW_SIZE, REG_WINDOW_TABLE, gpu_regmap
 from rtl.mmio.decode import mmio_regmap
 from rtl.params import GpuParams
 from rtl.world_switch.world_switch import world_switch_regmap
@@ -24,13 +24,13 @@ def generated_docs(params=None):
     p = params or GpuParams()
     fb, mmio, ws, top = (fb_partition_regmap(p), mmio_regmap(p), world_switch_regmap(p),
                          gpu_regmap(p))
-    windows = "\n".join(f"| {k * REG_WINDOW_SIZE:#07x} | `{name}` | "
-                        f"{'every function (a VF sees only this window)' if k == 0 else 'PF'} |"
-                        for k, name in enumerate(REG_WINDOWS))
+    windows = "\n".join(f"| {w.offset:#07x} | `{w.name}` | {w.reach} |"
+                        for w in REG_WINDOW_TABLE)
     pages = {
         "gpu_regs.md": _page(
             "Whole GPU: register windows and the top's PF registers",
-            "The PF's register BAR (BAR5) holds one 64 KiB window per block; a VF's register "
+            f"The PF's register BAR (BAR{REG_BAR}) holds one {REG_WINDOW_SIZE // 1024} KiB "
+            "window per block; a VF's register "
             "BAR holds only the first. A request past a window's registers answers UR.\n\n"
             "| byte offset | window | reachable by |\n|---|---|---|\n" + windows +
             f"\n\nThe `gpu` window's registers (dword offsets in a {top.addr_width}-bit space; "
