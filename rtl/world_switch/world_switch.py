@@ -7,6 +7,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.params import FN_WIDTH, TIMER_WIDTH
 from rtl.pcie.config_space import iov_command_layout
 from rtl.common.counters import saturating_counter
 from rtl.common.interfaces import FbMemSignature, RegBusSignature, ValidSignature, region_layout
@@ -19,6 +20,8 @@ __all__ = ["WorldSwitch", "IovCommand", "IovStatus", "GpuState", "Phase", "SeqSt
 
 #: The context save area base and stride are programmed in 4 KiB units.
 CSA_UNIT = 4096
+#: log2 of CSA_UNIT: the CSA address is an FB address in CSA_UNIT units.
+CSA_UNIT_LOG2 = CSA_UNIT.bit_length() - 1
 
 
 class IovCommand(enum.Enum, shape=4):
@@ -101,7 +104,7 @@ _SLICE_OFFSET = 0x40
 
 def world_switch_regmap(params):
     """The PF-only registers of the world switch."""
-    csa_bits = max(params.fb_addr_width - 12, 1)
+    csa_bits = max(params.fb_addr_width - CSA_UNIT_LOG2, 1)
     stride = -(-params.ctx_bytes // CSA_UNIT)
     cw = 32
     return RegisterMap("world_switch", 8, [
@@ -121,12 +124,12 @@ def world_switch_regmap(params):
         ), "Distance between two functions' contexts: one context, rounded up to 4 KiB (fixed, "
            "so that no two functions' contexts can overlap)."),
         Register("DRAIN_TIMEOUT", 0x03, (
-            Field("CYCLES", 0, 25, Access.RW, "cycles IDLE waits for the engine",
+            Field("CYCLES", 0, TIMER_WIDTH, Access.RW, "cycles IDLE waits for the engine",
                   reset=params.drain_timeout),
         ), "After this many cycles of draining, IDLE_GPU ends with GFX_HANG."),
         Register("STATE", 0x04, (
             Field("GPU_STATE", 0, 2, Access.RO, "GpuState: 0 empty, 1 loaded, 2 running, 3 stopped"),
-            Field("CUR_FN", 8, 7, Access.RO, "function whose context is on the GPU"),
+            Field("CUR_FN", 8, FN_WIDTH, Access.RO, "function whose context is on the GPU"),
             Field("OWNER_VALID", 16, 1, Access.RO, "CUR_FN owns the GPU"),
             Field("AUTO", 17, 1, Access.RO, "the hardware scheduler runs"),
             Field("BUSY", 18, 1, Access.RO, "a command or an automatic switch is running"),
@@ -178,7 +181,7 @@ def world_switch_regmap(params):
         ), "Contexts that may be loaded, 32 functions per register.",
             count=-(-params.num_fns // 32)),
         Register("TIME_SLICE", _SLICE_OFFSET, (
-            Field("CYCLES", 0, 25, Access.RW, "auto mode: cycles function n runs per turn",
+            Field("CYCLES", 0, TIMER_WIDTH, Access.RW, "auto mode: cycles function n runs per turn",
                   reset=params.time_slice),
             Field("RUN", 31, 1, Access.RW, "function n is on the auto-mode run list"),
         ), "Time slice and run-list membership of function n.", count=params.num_fns),
@@ -387,10 +390,10 @@ class WorldSwitch(wiring.Component):
 
         def decode_fn(fid, name):
             """(function, it is live) of a GPU-IOV function id."""
-            index = fid[:7]
+            index = fid[:FN_WIDTH]
             fn = Signal.like(cur, name=name)
             m.d.comb += fn.eq(Mux(fid == 0, 0, index))
-            in_range = (fid == 0) | (fid[7] & (index >= 1) & (index <= p.num_vfs))
+            in_range = (fid == 0) | (fid[FN_WIDTH] & (index >= 1) & (index <= p.num_vfs))
             return fn, in_range & live.bit_select(fn, 1)
 
         c_fn, c_fn_ok = decode_fn(cmd.fcn_id, "c_fn")
@@ -402,7 +405,7 @@ class WorldSwitch(wiring.Component):
         switch_count = Signal(32)           # cycles since the switch began, from 0
         m.d.sync += [count.eq(count + 1), switch_count.eq(switch_count + 1)]
         phase_regs = []
-        for k in range(4):
+        for k in range(len(Phase)):
             last, mx = Signal(32, name=f"phase_last_{k}"), Signal(32, name=f"phase_max_{k}")
             m.d.comb += [regs.f("PHASE_LAST", "CYCLES", k).eq(last),
                          regs.f("PHASE_MAX", "CYCLES", k).eq(mx)]
@@ -474,10 +477,10 @@ class WorldSwitch(wiring.Component):
         any_next, next_comb = first_after(m, candidates, cur, "auto")
         next_fn, has_next = Signal.like(cur), Signal()
         m.d.sync += [next_fn.eq(next_comb), has_next.eq(any_next & (next_comb != cur))]
-        slice_count = Signal(25)
+        slice_count = Signal(TIMER_WIDTH)
         # The owner's slice, registered (a cycle behind cur and the registers; cur changes
         # at the end of a LOAD, at least a cycle before its slice starts).
-        cur_slice = Signal(25)
+        cur_slice = Signal(TIMER_WIDTH)
         m.d.sync += cur_slice.eq(slices[cur])
         slice_over = Signal()
         m.d.comb += slice_over.eq(

@@ -48,7 +48,7 @@ access queued ahead adds the cycles until it has left for FB (the fence); host a
 during the fill share the port with it; a context mover's phase stops it.
 """
 
-__all__ = ["context_beats", "save_cycles", "load_cycles", "bandwidth_bound", "phase_cycles",
+__all__ = ["save_cycles", "load_cycles", "bandwidth_bound", "phase_cycles",
            "switch_cycles", "overlapped_phase_cycles", "overlapped_switch_cycles",
            "one_port_overlapped_phase_cycles", "HANDSHAKE_OVERHEAD", "scrub_fill_beats",
            "scrub_cycles", "SCRUB_START", "SCRUB_PER_GRANULE", "SCRUB_GRANT", "SCRUB_END"]
@@ -65,10 +65,6 @@ SCRUB_PER_GRANULE = 2
 SCRUB_GRANT = 1
 #: the look that finds the end + done.
 SCRUB_END = 2
-
-
-def context_beats(params):
-    return params.ctx_beats
 
 
 def save_cycles(params):
