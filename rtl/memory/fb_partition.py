@@ -8,6 +8,7 @@ from rtl.common.counters import saturating_counter
 from rtl.common.interfaces import (FbAccessSignature, FbOrigin, FbResultSignature, RegBusSignature, Status,
                          ValidSignature, Violation, region_layout)
 from rtl.common.regmap import Access, Field, Register, RegisterFile, RegisterMap
+from rtl.common.violation import violation_record
 
 __all__ = ["FbPartition", "LayoutActivator", "ActivatorStep", "LayoutRefusal",
            "fb_partition_regmap",
@@ -567,7 +568,13 @@ class FbPartition(wiring.Component):
             res.status.eq(Mux(blocked, Status.BLOCKED, Status.OK)),
         ]
 
-        # --- Stage 2: violation bookkeeping, one cycle behind the result ------------------
+        self._violations(m, blocked, kind)
+        return m
+
+    def _violations(self, m, blocked, kind):
+        """Stage 2: violation bookkeeping, one cycle behind the result (VIOL_COUNT,
+        VIOL_LAST / VIOL_ADDR and ``violation_irq``)."""
+        p, regs, acc = self.params, self.regs, self.access.payload
         dp_viol = Signal()
         dp_kind = Signal(Violation)
         dp_fn = Signal(p.fn_width)
@@ -592,32 +599,21 @@ class FbPartition(wiring.Component):
                 m, p.counter_width, hits, regs.written("VIOL_COUNT", n) | self.flr[n],
                 name=f"viol_count_{n}"))
 
-        last_write = regs.f("VIOL_LAST", "WRITE")
-        last_origin = regs.f("VIOL_LAST", "ORIGIN")
-        last_kind = regs.f("VIOL_LAST", "KIND")
-        last_fn = regs.f("VIOL_LAST", "FN")
-        rec_write = Signal()
-        rec_origin = Signal(2)
-        rec_kind = Signal(3)
-        rec_fn = Signal(p.fn_width)
-        rec_addr = Signal(64)
-        m.d.comb += [last_write.eq(rec_write), last_origin.eq(rec_origin),
-                     last_kind.eq(rec_kind), last_fn.eq(rec_fn),
-                     regs.f("VIOL_ADDR_LO", "ADDR").eq(rec_addr[:32]),
-                     regs.f("VIOL_ADDR_HI", "ADDR").eq(rec_addr[32:])]
-        with m.If(dp_viol):
-            m.d.sync += [rec_write.eq(dp_write), rec_origin.eq(dp_origin), rec_kind.eq(dp_kind),
-                         rec_fn.eq(dp_fn), rec_addr.eq(dp_addr)]
-            m.d.comb += regs.set_("VIOL_LAST", "VALID").eq(1)
-        with m.Elif(fault.valid):
-            m.d.sync += [rec_write.eq(fault.payload.write), rec_origin.eq(FbOrigin.CTX),
-                         rec_kind.eq(Violation.CTX_OUTSIDE_CSA), rec_fn.eq(0),
-                         rec_addr.eq(fault.payload.addr)]
-            m.d.comb += regs.set_("VIOL_LAST", "VALID").eq(1)
-        with m.Elif(regs.blocked):
-            m.d.sync += [rec_write.eq(regs.blocked_write), rec_origin.eq(0),
-                         rec_kind.eq(Violation.NOT_PF), rec_fn.eq(regs.blocked_fn),
-                         rec_addr.eq(regs.blocked_addr)]
-            m.d.comb += regs.set_("VIOL_LAST", "VALID").eq(1)
-        m.d.comb += self.violation_irq.eq(regs.f("VIOL_LAST", "VALID") & regs.f("CTRL", "IRQ_EN"))
-        return m
+        record_layout = data.StructLayout({"write": 1, "origin": FbOrigin, "kind": Violation,
+                                           "fn": p.fn_width, "addr": 64})
+        rec, irq = violation_record(m, regs, "VIOL_LAST", record_layout, [
+            (dp_viol, {"write": dp_write, "origin": dp_origin, "kind": dp_kind, "fn": dp_fn,
+                       "addr": dp_addr}),
+            (fault.valid, {"write": fault.payload.write, "origin": FbOrigin.CTX,
+                           "kind": Violation.CTX_OUTSIDE_CSA, "fn": 0,
+                           "addr": fault.payload.addr}),
+            (regs.blocked, {"write": regs.blocked_write, "origin": FbOrigin.HOST,
+                            "kind": Violation.NOT_PF, "fn": regs.blocked_fn,
+                            "addr": regs.blocked_addr}),
+        ], regs.f("CTRL", "IRQ_EN"), name="viol_last")
+        m.d.comb += [regs.f("VIOL_LAST", "WRITE").eq(rec.write),
+                     regs.f("VIOL_LAST", "ORIGIN").eq(rec.origin),
+                     regs.f("VIOL_LAST", "KIND").eq(rec.kind), regs.f("VIOL_LAST", "FN").eq(rec.fn),
+                     regs.f("VIOL_ADDR_LO", "ADDR").eq(rec.addr[:32]),
+                     regs.f("VIOL_ADDR_HI", "ADDR").eq(rec.addr[32:]),
+                     self.violation_irq.eq(irq)]

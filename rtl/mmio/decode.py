@@ -14,13 +14,18 @@ from amaranth.lib.wiring import In, Out
 from rtl.common.counters import saturating_counter
 from rtl.common.interfaces import RegBusSignature, Status, ValidSignature, shared_load_layout
 from rtl.common.regmap import Access, Field, Register, RegisterFile, RegisterMap, Scope
+from rtl.common.violation import violation_record
+from rtl.params import FN_WIDTH
 
-__all__ = ["MmioDecode", "mmio_regmap", "MmioViolation", "MAILBOX_WORDS", "MMIO_ADDR_WIDTH"]
+__all__ = ["MmioDecode", "mmio_regmap", "MmioViolation", "MAILBOX_WORDS", "MAILBOX_DWORDS",
+           "MMIO_ADDR_WIDTH"]
 
 #: Dword address bits of the register BAR as the decoder sees it (the PF's 256 KiB).
 MMIO_ADDR_WIDTH = 16
+#: Dwords of one mailbox message (TRN_DW0..3, RCV_DW0..3).
+MAILBOX_DWORDS = 4
 #: Mailbox memory words per VF: TRN_DW0..3 (VF -> PF), then RCV_DW0..3 (PF -> VF).
-MAILBOX_WORDS = 8
+MAILBOX_WORDS = 2 * MAILBOX_DWORDS
 
 R, RO, RW, RC, W1C = Register, Access.RO, Access.RW, Access.RC, Access.W1C
 PRIV, SHARED, PF = Scope.VF_PRIVATE, Scope.OWNER_SHARED, Scope.PF_ONLY
@@ -39,7 +44,7 @@ def mmio_regmap(params):
     return RegisterMap("mmio", MMIO_ADDR_WIDTH, [
         # --- per-VF private: always reachable by their own VF (GIM's trap list) -----------
         R("IOV_FUNC_IDENTIFIER", 0x0000, (
-            Field("FUNC_ID", 0, 7, RO, "requester's function number"),
+            Field("FUNC_ID", 0, FN_WIDTH, RO, "requester's function number"),
             Field("IS_VF", 31, 1, RO, "1 for a VF")),
           "Who am I", scope=PRIV, bank="private"),
         R("CONFIG_MEMSIZE", 0x0001, (
@@ -49,10 +54,10 @@ def mmio_regmap(params):
             Field("FLUSH", 0, 1, RC, "write 1: flush request (pulse on hdp_flush[fn])"),),
           "Host data path flush", scope=PRIV, bank="private"),
         R("MAILBOX_TRN_DW", 0x0010, (Field("DATA", 0, 32, RW, "message to the PF"),),
-          "Transmit mailbox (VF -> PF), DW0 is the message ID", count=4, scope=PRIV,
+          "Transmit mailbox (VF -> PF), DW0 is the message ID", count=MAILBOX_DWORDS, scope=PRIV,
           bank="private"),
         R("MAILBOX_RCV_DW", 0x0014, (Field("DATA", 0, 32, RO, "message from the PF"),),
-          "Receive mailbox (PF -> VF), DW0 is the event ID", count=4, scope=PRIV,
+          "Receive mailbox (PF -> VF), DW0 is the event ID", count=MAILBOX_DWORDS, scope=PRIV,
           bank="private"),
         R("MAILBOX_CONTROL", 0x0018, (
             Field("TRN_MSG_VALID", 0, 1, RW, "the VF's message is ready; clearing it clears TRN_MSG_ACK"),
@@ -73,7 +78,7 @@ def mmio_regmap(params):
           "Reset control: never reachable from a VF"),
         R("SMC_POWER_CNTL", 0x1001, (Field("VALUE", 0, 32, RW, "power control"),),
           "Power control: never reachable from a VF"),
-        R("OWNER", 0x1002, (Field("FN", 0, 7, RO, "function owning the GPU"),
+        R("OWNER", 0x1002, (Field("FN", 0, FN_WIDTH, RO, "function owning the GPU"),
                             Field("VALID", 31, 1, RO, "someone owns it")),
           "Current owner of the shared registers (from the world switch)"),
         R("VIOL_IRQ_CNTL", 0x1003, (Field("EN", 0, 1, RW, "violation_irq while VIOL_LAST.VALID"),),
@@ -82,11 +87,11 @@ def mmio_regmap(params):
             Field("VALID", 0, 1, W1C, "a violation was recorded; write 1 to clear"),
             Field("WRITE", 1, 1, RO, "it was a write"),
             Field("KIND", 4, 2, RO, "1 PF_ONLY, 2 NOT_OWNER"),
-            Field("FN", 8, 7, RO, "the VF")),
+            Field("FN", 8, FN_WIDTH, RO, "the VF")),
           "The most recent register violation"),
         R("VIOL_OFFSET", 0x1005, (Field("OFFSET", 0, MMIO_ADDR_WIDTH, RO, "dword offset"),),
           "Its register offset"),
-        R("MB_INDEX", 0x1008, (Field("VF", 0, 7, RW, "VF whose mailbox the PF_MB_* window shows"),),
+        R("MB_INDEX", 0x1008, (Field("VF", 0, FN_WIDTH, RW, "VF whose mailbox the PF_MB_* window shows"),),
           "PF mailbox window select"),
         R("PF_MB_CONTROL", 0x1009, (
             Field("RCV_VALID", 0, 1, RO, "the VF's message is ready (its TRN_MSG_VALID)"),
@@ -100,9 +105,9 @@ def mmio_regmap(params):
         R("PF_MB_PENDING", 0x100B, (Field("VFS", 0, 32, RO, "bit k: VF 32j+k+1 has an unacked message"),),
           "VFs with a message waiting for the PF", count=(n + 31) // 32),
         R("PF_MB_RCV_DW", 0x1010, (Field("DATA", 0, 32, RO, "VF MB_INDEX's TRN_DW"),),
-          "Message from VF MB_INDEX", count=4, bank="window"),
+          "Message from VF MB_INDEX", count=MAILBOX_DWORDS, bank="window"),
         R("PF_MB_TRN_DW", 0x1014, (Field("DATA", 0, 32, RW, "VF MB_INDEX's RCV_DW"),),
-          "Message to VF MB_INDEX", count=4, bank="window"),
+          "Message to VF MB_INDEX", count=MAILBOX_DWORDS, bank="window"),
         R("VF_MEMSIZE", 0x1100, (Field("SIZE_MB", 0, 32, RW, "what VF n reads in CONFIG_MEMSIZE"),),
           "FB size each VF is told", count=n, first=1),
         R("VIOL_COUNT", 0x1200, (Field("COUNT", 0, params.counter_width, RC,
@@ -224,37 +229,55 @@ class MmioDecode(wiring.Component):
         p = self.params
         rf = self.regs
         m.submodules.regs = rf
-        req, resp = self.bus.req, self.bus.resp
+        req = self.bus.req
         rq = req.payload
-        fn = rq.fn
-        is_vf = fn != 0
         # A function number no function has: refused as UR everywhere, before anything else
         # (its bank number would otherwise alias another VF's mailbox).
         bad_fn = rq.fn > p.num_vfs
-        w_mask = Cat(*(b.replicate(8) for b in rq.be))
-        w_data = rq.data & w_mask
-
         priv = self._hits(m, req, "private")
         window = self._hits(m, req, "window")
-        any_priv = Cat(*priv.values()).any() & ~bad_fn
-        any_window = Cat(*window.values()).any() & ~bad_fn
+        r = _Request(req=req, rq=rq, fn=rq.fn, is_vf=rq.fn != 0, bad_fn=bad_fn,
+                     priv=priv, window=window,
+                     any_priv=Cat(*priv.values()).any() & ~bad_fn,
+                     any_window=Cat(*window.values()).any() & ~bad_fn)
         m.d.comb += [rf.bus.req.payload.eq(rq),
-                     rf.bus.req.valid.eq(req.valid & ~any_priv & ~any_window & ~bad_fn)]
+                     rf.bus.req.valid.eq(req.valid & ~r.any_priv & ~r.any_window & ~bad_fn)]
+        self._violations(m, r)
+        memsize = self._owner_and_shared(m)
+        hs = _Handshake(p.num_fns)
+        rd, read_valid, mem_read = self._mailbox_memory(m, r)
+        own = self._own_answer(m, r, hs, memsize, mem_read)
+        self._handshake_writes(m, r, hs)
+        self._mailbox_irqs(m, hs)
 
-        # --- Violations: judged from the table's scopes, in the request's cycle ---------------
-        # (The register file refuses the same requests through the same permit; judging them
-        # here too lets the counters and the record change at the edge that samples them.)
-        pf_only_hit = Cat(*[req.valid & (rq.addr == off) for r, _, off in self.regmap.instances()
-                            if r.scope is Scope.PF_ONLY]).any()
-        shared_hit = Cat(*[req.valid & (rq.addr == off) for r, _, off in self.regmap.instances()
-                           if r.scope is Scope.OWNER_SHARED]).any()
+        # --- Merge the answers -----------------------------------------------------------
+        rr, resp = rf.bus.resp, self.bus.resp
+        own_valid, own_data, own_status, from_mem = own
+        m.d.comb += [
+            resp.valid.eq(rr.valid | own_valid),
+            resp.payload.data.eq(rr.payload.data | own_data |
+                                 Mux(from_mem & read_valid, rd.data, 0)),
+            resp.payload.status.eq(Mux(own_valid, own_status, rr.payload.status)),
+        ]
+        return m
+
+    def _violations(self, m, r):
+        """VIOL_COUNT, VIOL_LAST / VIOL_OFFSET and ``violation_irq``."""
+        p, rf, req, rq, fn = self.params, self.regs, r.req, r.rq, r.fn
+        # Judged from the table's scopes, in the request's cycle. (The register file refuses
+        # the same requests through the same permit; judging them here too lets the counters
+        # and the record change at the edge that samples them.)
+        pf_only_hit = Cat(*[req.valid & (rq.addr == off) for reg, _, off in self.regmap.instances()
+                            if reg.scope is Scope.PF_ONLY]).any()
+        shared_hit = Cat(*[req.valid & (rq.addr == off) for reg, _, off in self.regmap.instances()
+                           if reg.scope is Scope.OWNER_SHARED]).any()
         is_owner = self.owner_valid & (fn == self.owner)
         kind = Signal(MmioViolation)
-        with m.If(bad_fn):
+        with m.If(r.bad_fn):
             pass
-        with m.Elif(is_vf & pf_only_hit):
+        with m.Elif(r.is_vf & pf_only_hit):
             m.d.comb += kind.eq(MmioViolation.PF_ONLY)
-        with m.Elif(is_vf & shared_hit & ~is_owner):
+        with m.Elif(r.is_vf & shared_hit & ~is_owner):
             m.d.comb += kind.eq(MmioViolation.NOT_OWNER)
         violation = kind != MmioViolation.NONE
 
@@ -262,17 +285,19 @@ class MmioDecode(wiring.Component):
             m.d.comb += rf.f("VIOL_COUNT", "COUNT", n).eq(saturating_counter(
                 m, p.counter_width, violation & (fn == n) & ~self.flr[n],
                 rf.writing("VIOL_COUNT", n) | self.flr[n], name=f"viol_count_{n}"))
-        rec_write, rec_kind, rec_fn, rec_off = (Signal(), Signal(2), Signal(7),
-                                                Signal(MMIO_ADDR_WIDTH))
-        m.d.comb += [rf.f("VIOL_LAST", "WRITE").eq(rec_write), rf.f("VIOL_LAST", "KIND").eq(rec_kind),
-                     rf.f("VIOL_LAST", "FN").eq(rec_fn), rf.f("VIOL_OFFSET", "OFFSET").eq(rec_off),
-                     rf.set_("VIOL_LAST", "VALID").eq(violation)]
-        with m.If(violation):
-            m.d.sync += [rec_write.eq(rq.write), rec_kind.eq(kind), rec_fn.eq(fn),
-                         rec_off.eq(rq.addr)]
-        m.d.comb += self.violation_irq.eq(rf.f("VIOL_LAST", "VALID") & rf.f("VIOL_IRQ_CNTL", "EN"))
+        record_layout = data.StructLayout({"write": 1, "kind": MmioViolation, "fn": FN_WIDTH,
+                                           "offset": MMIO_ADDR_WIDTH})
+        rec, irq = violation_record(
+            m, rf, "VIOL_LAST", record_layout,
+            [(violation, {"write": rq.write, "kind": kind, "fn": fn, "offset": rq.addr})],
+            rf.f("VIOL_IRQ_CNTL", "EN"), name="viol_last")
+        m.d.comb += [rf.f("VIOL_LAST", "WRITE").eq(rec.write), rf.f("VIOL_LAST", "KIND").eq(rec.kind),
+                     rf.f("VIOL_LAST", "FN").eq(rec.fn), rf.f("VIOL_OFFSET", "OFFSET").eq(rec.offset),
+                     self.violation_irq.eq(irq)]
 
-        # --- Owner, shared flops, per-VF memory size -------------------------------------
+    def _owner_and_shared(self, m):
+        """OWNER, the owner-shared flops and their restore; returns the memory size table."""
+        p, rf = self.params, self.regs
         m.d.comb += [rf.f("OWNER", "FN").eq(self.owner), rf.f("OWNER", "VALID").eq(self.owner_valid)]
         # A restored context arrives as memory beats (from the world switch's LOAD), 32 bits
         # per register, packed; each beat overwrites the registers it holds.
@@ -283,68 +308,80 @@ class MmioDecode(wiring.Component):
             beat, word = divmod(k, per_beat)
             m.d.comb += [en.eq(self.shared_load.valid & (self.shared_load.payload.beat == beat)),
                          value.eq(self.shared_load.payload.data[32 * word:32 * (word + 1)])]
-        memsize = Array([Const(p.fb_size >> 20, 32)] +
-                        [rf.f("VF_MEMSIZE", "SIZE_MB", n) for n in range(1, p.num_fns)])
+        return Array([Const(p.fb_size >> 20, 32)] +
+                      [rf.f("VF_MEMSIZE", "SIZE_MB", n) for n in range(1, p.num_fns)])
 
-        # --- Mailbox state: data in memory, handshake bits in flops -----------------------
-        # Each word has a valid bit: an FLR clears the VF's, so its next tenant reads zeros
-        # (and a word's first write after it writes zeros to the bytes it leaves out).
+    def _index(self):
+        """MB_INDEX and whether it names a VF."""
+        index = self.regs.f("MB_INDEX", "VF")
+        return index, (index != 0) & (index <= self.params.num_vfs)
+
+    def _mailbox_memory(self, m, r):
+        """The mailbox words: data in memory, a valid bit per word in flops.
+
+        Each word has a valid bit: an FLR clears the VF's, so its next tenant reads zeros
+        (and a word's first write after it writes zeros to the bytes it leaves out).
+        Returns (read port, the word read was valid, the request reads the memory)."""
+        p, rq, fn, is_vf, priv, window = self.params, r.rq, r.fn, r.is_vf, r.priv, r.window
         m.submodules.mailbox = mem = self.mailbox
         rd = mem.read_port()
         wr = mem.write_port(granularity=8)
         word_valid = self.mailbox_valid
-        flr = self.flr
-        trn_valid, trn_ack, rcv_valid, rcv_ack, valid_int_en, ack_int_en = (
-            Signal(p.num_fns, name=name) for name in
-            ("trn_valid", "trn_ack", "rcv_valid", "rcv_ack", "valid_int_en", "ack_int_en"))
-        index = rf.f("MB_INDEX", "VF")
-        index_ok = (index != 0) & (index <= p.num_vfs)
-
-        def bit(vector, at):
-            return vector.bit_select(at, 1)
+        index, index_ok = self._index()
+        w_mask = Cat(*(b.replicate(8) for b in rq.be))
 
         # The word a request addresses in the mailbox memory: the requester's own bank for a
         # VF, bank MB_INDEX for the PF's window.
         word = Signal(range(MAILBOX_WORDS))
-        bank = Signal(7)
-        for k in range(4):
+        bank = Signal(FN_WIDTH)
+        for k in range(MAILBOX_DWORDS):
             with m.If(priv.get(("MAILBOX_TRN_DW", k), 0) | window.get(("PF_MB_RCV_DW", k), 0)):
                 m.d.comb += word.eq(k)
             with m.If(priv.get(("MAILBOX_RCV_DW", k), 0) | window.get(("PF_MB_TRN_DW", k), 0)):
-                m.d.comb += word.eq(4 + k)
-        m.d.comb += bank.eq(self._mailbox_bank(fn, index, index_ok, any_window))
+                m.d.comb += word.eq(MAILBOX_DWORDS + k)
+        m.d.comb += bank.eq(self._mailbox_bank(fn, index, index_ok, r.any_window))
         slot = Signal(range(p.num_fns * MAILBOX_WORDS))
         m.d.comb += slot.eq(bank * MAILBOX_WORDS + word)
-        was_valid = bit(word_valid, slot)
-        m.d.comb += [rd.addr.eq(slot), rd.en.eq(1), wr.addr.eq(slot), wr.data.eq(w_data)]
+        was_valid = _bit(word_valid, slot)
+        m.d.comb += [rd.addr.eq(slot), rd.en.eq(1), wr.addr.eq(slot), wr.data.eq(rq.data & w_mask)]
         read_valid = Signal()
         m.d.sync += read_valid.eq(was_valid)
 
-        vf_trn_write = Cat(*[priv[("MAILBOX_TRN_DW", k)] for k in range(4)]).any()
-        pf_trn_write = Cat(*[window[("PF_MB_TRN_DW", k)] for k in range(4)]).any()
+        dwords = range(MAILBOX_DWORDS)
+        vf_trn_write = Cat(*[priv[("MAILBOX_TRN_DW", k)] for k in dwords]).any()
+        pf_trn_write = Cat(*[window[("PF_MB_TRN_DW", k)] for k in dwords]).any()
         mem_read = (Cat(*[priv[(name, k)] for name in ("MAILBOX_TRN_DW", "MAILBOX_RCV_DW")
-                          for k in range(4)]).any() & is_vf) | \
+                          for k in dwords]).any() & is_vf) | \
             (Cat(*[window[(name, k)] for name in ("PF_MB_RCV_DW", "PF_MB_TRN_DW")
-                   for k in range(4)]).any() & ~is_vf & index_ok)
+                   for k in dwords]).any() & ~is_vf & index_ok)
         mem_write = rq.write & ((vf_trn_write & is_vf) | (pf_trn_write & ~is_vf & index_ok))
         m.d.comb += wr.en.eq(Mux(mem_write, Mux(was_valid, rq.be, 0b1111), 0))
         with m.If(mem_write & (rq.be != 0)):
-            m.d.sync += bit(word_valid, slot).eq(1)
+            m.d.sync += _bit(word_valid, slot).eq(1)
+        # An FLR of a VF: its words read 0 again (last, so that it wins over a write).
+        for n in range(1, p.num_fns):
+            with m.If(self.flr[n]):
+                m.d.sync += word_valid[n * MAILBOX_WORDS:(n + 1) * MAILBOX_WORDS].eq(0)
+        return rd, read_valid, mem_read
 
-        # --- The answer of the private and window banks, one cycle later -----------------
+    def _own_answer(self, m, r, hs, memsize, mem_read):
+        """The answer of the private and window banks, one cycle later: (valid, data,
+        status, from the mailbox memory)."""
+        rq, fn, is_vf, priv, window = r.rq, r.fn, r.is_vf, r.priv, r.window
+        index, index_ok = self._index()
         own_status = Signal(Status)
         own_data = Signal(32)
         own_valid = Signal()
         from_mem = Signal()
-        m.d.sync += [own_valid.eq(req.valid & (any_priv | any_window | bad_fn)), own_data.eq(0),
-                     from_mem.eq(0), own_status.eq(Status.OK)]
-        mailbox_offsets = any_priv & ~Cat(priv[("IOV_FUNC_IDENTIFIER", 0)],
-                                          priv[("CONFIG_MEMSIZE", 0)], priv[("HDP_FLUSH", 0)]).any()
-        with m.If(bad_fn):
+        m.d.sync += [own_valid.eq(r.req.valid & (r.any_priv | r.any_window | r.bad_fn)),
+                     own_data.eq(0), from_mem.eq(0), own_status.eq(Status.OK)]
+        mailbox_offsets = r.any_priv & ~Cat(priv[("IOV_FUNC_IDENTIFIER", 0)],
+                                            priv[("CONFIG_MEMSIZE", 0)], priv[("HDP_FLUSH", 0)]).any()
+        with m.If(r.bad_fn):
             m.d.sync += own_status.eq(Status.UR)
-        with m.Elif(any_window & is_vf):
+        with m.Elif(r.any_window & is_vf):
             m.d.sync += own_status.eq(Status.BLOCKED)
-        with m.Elif((any_window & ~index_ok) | (mailbox_offsets & ~is_vf)):
+        with m.Elif((r.any_window & ~index_ok) | (mailbox_offsets & ~is_vf)):
             m.d.sync += own_status.eq(Status.UR)
         with m.Elif(~rq.write):
             m.d.sync += from_mem.eq(mem_read)
@@ -355,16 +392,22 @@ class MmioDecode(wiring.Component):
             control = self.regmap["MAILBOX_CONTROL"]
             with m.If(priv[("MAILBOX_CONTROL", 0)]):
                 m.d.sync += own_data.eq(control.word(
-                    TRN_MSG_VALID=bit(trn_valid, fn), TRN_MSG_ACK=bit(trn_ack, fn),
-                    RCV_MSG_VALID=bit(rcv_valid, fn), RCV_MSG_ACK=bit(rcv_ack, fn)))
+                    TRN_MSG_VALID=_bit(hs.trn_valid, fn), TRN_MSG_ACK=_bit(hs.trn_ack, fn),
+                    RCV_MSG_VALID=_bit(hs.rcv_valid, fn), RCV_MSG_ACK=_bit(hs.rcv_ack, fn)))
             with m.If(priv[("MAILBOX_INT_CNTL", 0)]):
                 m.d.sync += own_data.eq(self.regmap["MAILBOX_INT_CNTL"].word(
-                    VALID_INT_EN=bit(valid_int_en, fn), ACK_INT_EN=bit(ack_int_en, fn)))
+                    VALID_INT_EN=_bit(hs.valid_int_en, fn), ACK_INT_EN=_bit(hs.ack_int_en, fn)))
             with m.If(window[("PF_MB_CONTROL", 0)]):
                 m.d.sync += own_data.eq(self.regmap["PF_MB_CONTROL"].word(
-                    RCV_VALID=bit(trn_valid, index), RCV_ACK=bit(trn_ack, index),
-                    TRN_VALID=bit(rcv_valid, index), TRN_ACK=bit(rcv_ack, index)))
-        ok_write = req.valid & rq.write & ~(any_window & is_vf) & ~bad_fn
+                    RCV_VALID=_bit(hs.trn_valid, index), RCV_ACK=_bit(hs.trn_ack, index),
+                    TRN_VALID=_bit(hs.rcv_valid, index), TRN_ACK=_bit(hs.rcv_ack, index)))
+        return own_valid, own_data, own_status, from_mem
+
+    def _handshake_writes(self, m, r, hs):
+        """Writes to the handshake bits and HDP_FLUSH; FLR clears a VF's bits."""
+        p, rq, fn, is_vf, priv, window = self.params, r.rq, r.fn, r.is_vf, r.priv, r.window
+        index, index_ok = self._index()
+        ok_write = r.req.valid & rq.write & ~(r.any_window & is_vf) & ~r.bad_fn
 
         def write_view(name, field, current):
             """(the write touches this field, its value after the write): see the table."""
@@ -372,59 +415,75 @@ class MmioDecode(wiring.Component):
 
         # Handshake writes: each field moves only when its byte is enabled.
         with m.If(ok_write & priv[("MAILBOX_CONTROL", 0)] & is_vf):
-            wrote, value = write_view("MAILBOX_CONTROL", "TRN_MSG_VALID", bit(trn_valid, fn))
+            wrote, value = write_view("MAILBOX_CONTROL", "TRN_MSG_VALID", _bit(hs.trn_valid, fn))
             with m.If(wrote):
-                m.d.sync += bit(trn_valid, fn).eq(value)
+                m.d.sync += _bit(hs.trn_valid, fn).eq(value)
                 with m.If(~value):
-                    m.d.sync += bit(trn_ack, fn).eq(0)
+                    m.d.sync += _bit(hs.trn_ack, fn).eq(0)
             wrote, value = write_view("MAILBOX_CONTROL", "RCV_MSG_ACK", 0)
-            with m.If(wrote & value & bit(rcv_valid, fn)):
-                m.d.sync += bit(rcv_ack, fn).eq(1)
+            with m.If(wrote & value & _bit(hs.rcv_valid, fn)):
+                m.d.sync += _bit(hs.rcv_ack, fn).eq(1)
         with m.If(ok_write & priv[("MAILBOX_INT_CNTL", 0)] & is_vf):
-            for field, vector in (("VALID_INT_EN", valid_int_en), ("ACK_INT_EN", ack_int_en)):
-                wrote, value = write_view("MAILBOX_INT_CNTL", field, bit(vector, fn))
+            for field, vector in (("VALID_INT_EN", hs.valid_int_en), ("ACK_INT_EN", hs.ack_int_en)):
+                wrote, value = write_view("MAILBOX_INT_CNTL", field, _bit(vector, fn))
                 with m.If(wrote):
-                    m.d.sync += bit(vector, fn).eq(value)
+                    m.d.sync += _bit(vector, fn).eq(value)
         with m.If(ok_write & window[("PF_MB_CONTROL", 0)] & ~is_vf & index_ok):
             wrote, value = write_view("PF_MB_CONTROL", "RCV_ACK", 0)
-            with m.If(wrote & value & bit(trn_valid, index)):
-                m.d.sync += bit(trn_ack, index).eq(1)
-            wrote, value = write_view("PF_MB_CONTROL", "TRN_VALID", bit(rcv_valid, index))
+            with m.If(wrote & value & _bit(hs.trn_valid, index)):
+                m.d.sync += _bit(hs.trn_ack, index).eq(1)
+            wrote, value = write_view("PF_MB_CONTROL", "TRN_VALID", _bit(hs.rcv_valid, index))
             with m.If(wrote):
-                m.d.sync += bit(rcv_valid, index).eq(value)
+                m.d.sync += _bit(hs.rcv_valid, index).eq(value)
                 with m.If(~value):
-                    m.d.sync += bit(rcv_ack, index).eq(0)
+                    m.d.sync += _bit(hs.rcv_ack, index).eq(0)
         flush = Signal(p.num_fns)
         m.d.sync += flush.eq(0)
         wrote, value = write_view("HDP_FLUSH", "FLUSH", 0)
         with m.If(ok_write & priv[("HDP_FLUSH", 0)] & wrote & value):
-            m.d.sync += bit(flush, fn).eq(1)
+            m.d.sync += _bit(flush, fn).eq(1)
         m.d.comb += self.hdp_flush.eq(flush)
 
-        # An FLR of a VF: its mailbox and private state are those of a new function (last,
-        # so that it wins over a write in the same cycle).
+        # An FLR of a VF: its private state is that of a new function (last, so that it
+        # wins over a write in the same cycle).
         for n in range(1, p.num_fns):
-            with m.If(flr[n]):
-                m.d.sync += [vector[n].eq(0) for vector in
-                             (trn_valid, trn_ack, rcv_valid, rcv_ack, valid_int_en, ack_int_en)]
-                m.d.sync += word_valid[n * MAILBOX_WORDS:(n + 1) * MAILBOX_WORDS].eq(0)
+            with m.If(self.flr[n]):
+                m.d.sync += [vector[n].eq(0) for vector in hs.vectors()]
 
+    def _mailbox_irqs(self, m, hs):
+        """PF_MB_PENDING, ``pf_mailbox_irq`` and ``vf_mailbox_irq``."""
+        p, rf = self.params, self.regs
         pending = Signal(p.num_fns)
-        m.d.comb += pending.eq(trn_valid & ~trn_ack)
+        m.d.comb += pending.eq(hs.trn_valid & ~hs.trn_ack)
         for j in range((p.num_vfs + 31) // 32):
             m.d.comb += rf.f("PF_MB_PENDING", "VFS", j).eq(pending[1 + 32 * j:1 + 32 * (j + 1)])
         m.d.comb += [
             self.pf_mailbox_irq.eq(rf.f("PF_MB_INT_CNTL", "EN") & pending[1:].any()),
             self.vf_mailbox_irq.eq(Cat(Const(0, 1), (
-                (valid_int_en & rcv_valid & ~rcv_ack) | (ack_int_en & trn_valid & trn_ack))[1:])),
+                (hs.valid_int_en & hs.rcv_valid & ~hs.rcv_ack) |
+                (hs.ack_int_en & hs.trn_valid & hs.trn_ack))[1:])),
         ]
 
-        # --- Merge the answers -----------------------------------------------------------
-        rr = rf.bus.resp
-        m.d.comb += [
-            resp.valid.eq(rr.valid | own_valid),
-            resp.payload.data.eq(rr.payload.data | own_data |
-                                 Mux(from_mem & read_valid, rd.data, 0)),
-            resp.payload.status.eq(Mux(own_valid, own_status, rr.payload.status)),
-        ]
-        return m
+
+def _bit(vector, at):
+    return vector.bit_select(at, 1)
+
+
+class _Request:
+    """What every part of :meth:`MmioDecode.elaborate` knows about the request."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+class _Handshake:
+    """The mailbox handshake flops, a bit per function each (bit n: VF n)."""
+
+    NAMES = ("trn_valid", "trn_ack", "rcv_valid", "rcv_ack", "valid_int_en", "ack_int_en")
+
+    def __init__(self, num_fns):
+        for name in self.NAMES:
+            setattr(self, name, Signal(num_fns, name=name))
+
+    def vectors(self):
+        return [getattr(self, name) for name in self.NAMES]
