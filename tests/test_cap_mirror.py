@@ -11,7 +11,7 @@ from rtl.top.cap_mirror import FB_CONSUMED_WIDTH, CapMirror
 
 
 def expected(p, cntxt, vf_fb, consumed, owner, owner_valid):
-    """What the capability's fields mean in granules (REFERENCE.md: CNTXT, VFn_FB_*)."""
+    """What the capability's fields mean in granules (docs/sources.md#gpu-iov-capability: CNTXT, VFn_FB_*)."""
     s, lw = p.iov_unit_shift, (1 << p.layout_width) - 1
     size, loc, offset = cntxt
     layout = [((offset << s) & lw, (size << s) & lw, int(size != 0 and not loc))]

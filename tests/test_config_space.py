@@ -1,5 +1,5 @@
-"""PCIe configuration space: checked byte by byte against the spec's offsets (REFERENCE.md
-sections 1 and 2, written into this file, not taken from the RTL's tables) and by lspci."""
+"""PCIe configuration space: checked byte by byte against the spec's offsets (docs/sources.md,
+SR-IOV and GPU-IOV capabilities, written into this file, not taken from the RTL's tables) and by lspci."""
 
 import json
 import os

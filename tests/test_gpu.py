@@ -33,7 +33,8 @@ def test_top_refuses_a_pf_register_bar_too_small_for_its_windows():
 
 
 def test_capability_writes_program_the_fb_partition_and_world_switch(amaranth_run):
-    # REFERENCE.md: VFn_FB_SIZE is size/16MiB - 1, VFn_FB_OFFSET offset/16MiB; CNTXT's
+    # docs/sources.md#gpu-iov-capability: VFn_FB_SIZE is size/16MiB - 1, VFn_FB_OFFSET
+    # offset/16MiB; CNTXT's
     # OFFSET in the same unit. Active: the CSA (region 0) and VF 1's slice (region 1) only.
     assert amaranth_run["active"] == 0b11
     assert amaranth_run["csa"] == {"BASE": CSA_OFFSET_UNITS * 16 * MiB // 4096, "OK": 1}

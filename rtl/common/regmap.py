@@ -28,7 +28,7 @@ class Access(enum.Enum):
 
 
 class Scope(enum.Enum, shape=2):
-    """Who may reach a register (DESIGN.md, register decode)."""
+    """Who may reach a register (docs/register_decode.md)."""
     PF_ONLY = 0        #: the PF only; a VF access is BLOCKED (write dropped, read 0)
     VF_PRIVATE = 1     #: one bank per VF, reachable by that VF (and the PF) only
     OWNER_SHARED = 2   #: one physical set, reachable by the PF and the VF that owns the GPU

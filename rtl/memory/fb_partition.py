@@ -5,6 +5,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.common.counters import saturating_counter
+from rtl.params import FN_WIDTH
 from rtl.common.interfaces import (FbAccessSignature, FbOrigin, FbResultSignature, RegBusSignature, Status,
                          ValidSignature, Violation, region_layout)
 from rtl.common.regmap import Access, Field, Register, RegisterFile, RegisterMap
@@ -51,7 +52,7 @@ def fb_partition_regmap(params, external_layout=False):
     ]
     return RegisterMap("fb_partition", 9, [
         Register("INFO", 0x00, (
-            Field("NUM_VFS", 0, 7, Access.RO, "number of VFs (parameter num_vfs)"),
+            Field("NUM_VFS", 0, FN_WIDTH, Access.RO, "number of VFs (parameter num_vfs)"),
             Field("GRANULE_LOG2", 8, 6, Access.RO, "log2 of the slice granule in bytes"),
         ), "What this instance was built with."),
         Register("FB_GRANULES", 0x01, (
@@ -68,15 +69,15 @@ def fb_partition_regmap(params, external_layout=False):
             Field("REFUSED", 1, 1, Access.RO, "a programmed region is not active: see "
                   "REFUSED_MASK and LAYOUT_LAST"),
             Field("SCRUBBING", 2, 1, Access.RO, "a region waits for its zero fill"),
-            Field("REGION", 8, 7, Access.RO, "the region being activated (0 = CSA, n = VF n)"),
+            Field("REGION", 8, FN_WIDTH, Access.RO, "the region being activated (0 = CSA, n = VF n)"),
         ), "The layout the accesses are judged by: which programmed regions are active. A "
            "region is activated only if it is non-empty, within FB and overlaps no active "
            "region (first active wins), after the FB it gains is zero-filled."),
         Register("LAYOUT_LAST", 0x06, (
             Field("VALID", 0, 1, Access.W1C, "a region was refused; write 1 to clear"),
             Field("REASON", 4, 2, Access.RO, "LayoutRefusal: 1 overlap, 2 empty, 3 past end"),
-            Field("REGION", 8, 7, Access.RO, "the refused region (0 = CSA, n = VF n)"),
-            Field("OTHER", 16, 7, Access.RO, "the active region it overlaps"),
+            Field("REGION", 8, FN_WIDTH, Access.RO, "the refused region (0 = CSA, n = VF n)"),
+            Field("OTHER", 16, FN_WIDTH, Access.RO, "the active region it overlaps"),
         ), "The most recent refused activation (later ones overwrite it)."),
         Register("LAYOUT_REFUSALS", 0x07, (
             Field("COUNT", 0, params.counter_width, Access.RC,
@@ -88,7 +89,7 @@ def fb_partition_regmap(params, external_layout=False):
             Field("WRITE", 1, 1, Access.RO, "it was a write"),
             Field("ORIGIN", 2, 2, Access.RO, "FbOrigin: 0 host, 1 engine, 2 save/restore"),
             Field("KIND", 4, 3, Access.RO, "Violation code"),
-            Field("FN", 8, 7, Access.RO, "requesting function"),
+            Field("FN", 8, FN_WIDTH, Access.RO, "requesting function"),
         ), "The most recent violation (later ones overwrite it)."),
         Register("VIOL_ADDR_LO", 0x09, (
             Field("ADDR", 0, 32, Access.RO, "its address as requested, bits 31:0"),
@@ -541,7 +542,7 @@ class FbPartition(wiring.Component):
             m.d.comb += phys.eq(acc.addr)
             with m.If(~ctx_in_csa):
                 m.d.comb += kind.eq(Violation.CTX_OUTSIDE_CSA)
-        with m.Elif(acc.origin.as_value() == 3):   # no such origin: refuse rather than guess
+        with m.Elif(~acc.origin.as_value().matches(*FbOrigin)):   # no such origin: refuse rather than guess
             m.d.comb += kind.eq(Violation.OUTSIDE_SLICE)
         with m.Elif(acc.fn == 0):
             m.d.comb += phys.eq(self._pf_address(acc, phys_g))

@@ -139,7 +139,7 @@ class MmioDecode(wiring.Component):
     at the clock edge that samples it, so the PF's next read sees it; ``violation_irq`` is
     high while VIOL_LAST.VALID and VIOL_IRQ_CNTL.EN.
 
-    Mailbox (REFERENCE.md section 4): the VF writes TRN_DW0..3, sets TRN_MSG_VALID; the PF
+    Mailbox (docs/sources.md#mailbox): the VF writes TRN_DW0..3, sets TRN_MSG_VALID; the PF
     sees the VF in PF_MB_PENDING, selects it in MB_INDEX, reads PF_MB_RCV_DW, writes
     PF_MB_CONTROL.RCV_ACK; the VF sees TRN_MSG_ACK and clears TRN_MSG_VALID (which clears the
     ack). The PF -> VF direction mirrors it: PF_MB_TRN_DW, PF_MB_CONTROL.TRN_VALID, the VF's

@@ -2,8 +2,8 @@
 
 The layouts are declarative tables (:func:`pf_config_map`, :func:`vf_config_map`) from which
 the decoder hardware, the docs and the enumeration driver's offsets all come. Byte offsets of
-REFERENCE.md are dword offsets here (byte offset / 4); fields keep their bit positions within
-the dword.
+docs/sources.md#gpu-iov-capability are dword offsets here (byte offset / 4); fields keep
+their bit positions within the dword.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
@@ -303,7 +303,7 @@ def vf_config_map(params):
 
 
 def iov_command_layout():
-    """A GPU-IOV command as the host wrote it (REFERENCE.md section 2)."""
+    """A GPU-IOV command as the host wrote it (docs/sources.md#gpu-iov-commands)."""
     return data.StructLayout({"command": 4, "fcn_id": 8, "nxt_fcn_id": 8})
 
 

@@ -25,7 +25,7 @@ CSA_UNIT_LOG2 = CSA_UNIT.bit_length() - 1
 
 
 class IovCommand(enum.Enum, shape=4):
-    """GPU-IOV commands (REFERENCE.md section 2)."""
+    """GPU-IOV commands (docs/sources.md#gpu-iov-commands)."""
     IDLE_GPU = 0x1
     SAVE_GPU_STATE = 0x2
     LOAD_GPU_STATE = 0x3
@@ -38,7 +38,8 @@ class IovCommand(enum.Enum, shape=4):
 
 
 class IovStatus(enum.Enum, shape=8):
-    """CMD_STATUS codes. 0x00..0x15 are GPU-IOV's; REFERENCE.md names no error codes, so the
+    """CMD_STATUS codes. 0x00..0x15 are GPU-IOV's; GIM defines no error codes
+    (docs/sources.md#gpu-iov-commands), so the
     0xEx codes are this model's, for commands it refuses."""
     COMMAND_DONE = 0x00
     GFX_HANG = 0x0E

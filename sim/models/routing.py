@@ -1,4 +1,4 @@
-"""Reference model of request routing (REFERENCE.md section 1), in plain address arithmetic."""
+"""Reference model of request routing (docs/sources.md#sr-iov-capability), in plain address arithmetic."""
 
 from rtl.pcie.config_space import bar_specs
 from rtl.common.interfaces import Status
