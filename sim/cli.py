@@ -228,7 +228,7 @@ def cmd_summary(args):
 
 def cmd_bench_doorbell(args):
     """Doorbell arbiter: throughput, waits under saturation, Jain's index (measured cycles)."""
-    from sim import bench_doorbell
+    from sim.bench import doorbell as bench_doorbell
     if args.cycles < 100:
         raise ParamError(f"--cycles={args.cycles} is too short to measure; use 100 or more")
     bad = [n for n in args.vfs_list if not 1 <= n <= 64]
@@ -256,7 +256,7 @@ def cmd_bench_doorbell(args):
 
 def cmd_bench_switch(args):
     """World switch: cycles by phase, serial and overlapped, against the analytic model."""
-    from sim import bench_world_switch as bench
+    from sim.bench import world_switch as bench
     rows = bench.run(args.sizes, args.widths, args.latencies, args.measure_upto, args.jobs)
     print(f"World switch (CONTEXT_SWITCH), engine drain {bench.DRAIN} cycles, memory always "
           f"ready, 128 reads in flight; cycles")
@@ -299,7 +299,7 @@ def _progress(total):
 
 def cmd_fuzz(args):
     """The hostile campaign (sim/system/fuzz.py); exit 1 on any mismatch or if nothing was checked."""
-    from sim import fuzz
+    from sim.system import fuzz
     t0 = time.monotonic()
     print(f"Fuzzing the whole GPU ({fuzz.FUZZ_PARAMS.num_vfs} VFs) on {args.backend}: "
           f"{args.transactions} transactions, seed {args.seed} ...", flush=True)
@@ -323,8 +323,8 @@ def cmd_fuzz(args):
 def cmd_report(args):
     """The main job: run a scenario on the whole GPU and report its world-switch timing."""
     from concurrent.futures import ProcessPoolExecutor
-    from sim import report
-    from sim.system.scenario import run
+    from sim.bench import report
+    from sim.system.run import run
     t0 = time.monotonic()
     sc = _scenario(args)
     out = Path(args.output)
@@ -361,7 +361,7 @@ def cmd_report(args):
 
 
 def cmd_sweep(args):
-    from sim import sweep
+    from sim.bench import sweep
     from sim.system.scenario import DEFAULT, MODES, load
     base = load(args.scenario) if args.scenario else DEFAULT
     base = sweep.with_(base, run_cycles=args.run_cycles) if args.run_cycles else base
@@ -394,15 +394,24 @@ def cmd_sweep(args):
 
 def cmd_bench_sim(args):
     from sim.bench.sim_speed import run_bench
-    return run_bench(args.backends, args.cycles, args.vfs)
+    return run_bench(args.backends, args.cycles, args.vfs,
+                     report=lambda out: main(["report", "-o", out]))
 
 
 def build_parser():
     parser = _Parser(prog="sriov-gpu", description="Cycle-approximate model of SR-IOV GPU "
                      "virtualization hardware, in Amaranth HDL.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_scenario_commands(sub)
+    _add_hardware_commands(sub)
+    _add_bench_commands(sub)
+    return parser
 
-    from sim.system.scenario import BACKENDS, MODES
+
+def _add_scenario_commands(sub):
+    """report, sweep, bench-sim: scenarios on the whole GPU."""
+    from sim.runners.backend import BACKENDS
+    from sim.system.scenario import MODES
     p = sub.add_parser("report", help="the main job: run a scenario on the whole GPU (default: "
                        "4 VMs, host-driven switches, one misbehaving) and report world-switch "
                        "timing: table, JSON, PNG plots")
@@ -440,6 +449,9 @@ def build_parser():
     p.add_argument("--vfs", type=int, default=16, help="VFs the GPU is built with")
     p.set_defaults(func=cmd_bench_sim)
 
+
+def _add_hardware_commands(sub):
+    """summary, verilog, synth, regmap: the blocks' Verilog, synthesis and register maps."""
     p = sub.add_parser("summary", help="generate every block's Verilog into build/ and "
                        "summarize the model")
     _add_params(p)
@@ -472,6 +484,10 @@ def build_parser():
     _add_params(p)
     p.set_defaults(func=cmd_regmap)
 
+
+def _add_bench_commands(sub):
+    """config-dump, bench-doorbell, bench-switch, fuzz, docs."""
+    from sim.runners.backend import BACKENDS
     p = sub.add_parser("config-dump", help="enumerate in simulation and print config space "
                        "as `lspci -xxxx` (decode it with `lspci -F FILE -vvv`)")
     _add_params(p)
@@ -527,7 +543,6 @@ def build_parser():
     p.add_argument("-o", "--output", type=output_folder, default="docs/generated",
                    help="output folder")
     p.set_defaults(func=cmd_docs)
-    return parser
 
 
 def main(argv=None):
