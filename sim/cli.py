@@ -324,7 +324,7 @@ def cmd_report(args):
     """The main job: run a scenario on the whole GPU and report its world-switch timing."""
     from concurrent.futures import ProcessPoolExecutor
     from sim.bench import report
-    from sim.system.scenario import run
+    from sim.system.run import run
     t0 = time.monotonic()
     sc = _scenario(args)
     out = Path(args.output)
@@ -394,15 +394,24 @@ def cmd_sweep(args):
 
 def cmd_bench_sim(args):
     from sim.bench.sim_speed import run_bench
-    return run_bench(args.backends, args.cycles, args.vfs)
+    return run_bench(args.backends, args.cycles, args.vfs,
+                     report=lambda out: main(["report", "-o", out]))
 
 
 def build_parser():
     parser = _Parser(prog="sriov-gpu", description="Cycle-approximate model of SR-IOV GPU "
                      "virtualization hardware, in Amaranth HDL.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_scenario_commands(sub)
+    _add_hardware_commands(sub)
+    _add_bench_commands(sub)
+    return parser
 
-    from sim.system.scenario import BACKENDS, MODES
+
+def _add_scenario_commands(sub):
+    """report, sweep, bench-sim: scenarios on the whole GPU."""
+    from sim.runners.backend import BACKENDS
+    from sim.system.scenario import MODES
     p = sub.add_parser("report", help="the main job: run a scenario on the whole GPU (default: "
                        "4 VMs, host-driven switches, one misbehaving) and report world-switch "
                        "timing: table, JSON, PNG plots")
@@ -440,6 +449,9 @@ def build_parser():
     p.add_argument("--vfs", type=int, default=16, help="VFs the GPU is built with")
     p.set_defaults(func=cmd_bench_sim)
 
+
+def _add_hardware_commands(sub):
+    """summary, verilog, synth, regmap: the blocks' Verilog, synthesis and register maps."""
     p = sub.add_parser("summary", help="generate every block's Verilog into build/ and "
                        "summarize the model")
     _add_params(p)
@@ -472,6 +484,10 @@ def build_parser():
     _add_params(p)
     p.set_defaults(func=cmd_regmap)
 
+
+def _add_bench_commands(sub):
+    """config-dump, bench-doorbell, bench-switch, fuzz, docs."""
+    from sim.runners.backend import BACKENDS
     p = sub.add_parser("config-dump", help="enumerate in simulation and print config space "
                        "as `lspci -xxxx` (decode it with `lspci -F FILE -vvv`)")
     _add_params(p)
@@ -527,7 +543,6 @@ def build_parser():
     p.add_argument("-o", "--output", type=output_folder, default="docs/generated",
                    help="output folder")
     p.set_defaults(func=cmd_docs)
-    return parser
 
 
 def main(argv=None):

@@ -1,4 +1,4 @@
-"""End to end: scenarios on the whole GPU (a hypervisor and guest VMs, sim/system/scenario.py).
+"""End to end: scenarios on the whole GPU (a hypervisor and guest VMs, sim/system/scenario.py, agents.py, run.py).
 
 The checks are independent of the RTL: guests keep what they wrote to their FB slices and
 what they did wrong, the engine model keeps each function's engine state, the doorbell
@@ -13,8 +13,9 @@ import pytest
 
 from sim.models import cost_model
 from sim.bench.report import summarize, table
+from sim.system.run import run
 from sim.system.scenario import (DEFAULT, VIOLATION_KINDS, Scenario, ScenarioError, Workload,
-                          from_dict, load, run, with_)
+                                 from_dict, load, with_)
 from sim.bench.sweep import COLUMNS, grid, sweep, to_csv
 from sim.tooling.toolchain import REPO_ROOT
 

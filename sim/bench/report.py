@@ -1,6 +1,6 @@
 """The world-switch timing report: a scenario's numbers as a table, JSON and PNG plots.
 
-:func:`summarize` turns a raw run (:func:`sim.system.scenario.run`) into numbers: per-phase
+:func:`summarize` turns a raw run (:func:`sim.system.run.run`) into numbers: per-phase
 world-switch cycles (min / median / max, and time at the scenario's clock) next to the
 analytic model, GPU share per VF, doorbell latency, blocked violations by kind (what the
 guests did, next to what the PF's counters say), mailbox init-access latency, the FB zero

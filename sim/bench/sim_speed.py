@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import time
 
+from sim.runners.backend import run_backend
 from sim.system.scenario import DEFAULT, with_
 
 __all__ = ["measure", "run_bench", "timed_scenario", "clock_only"]
@@ -17,7 +18,7 @@ BACKENDS_NEEDING = {"icarus": "iverilog"}
 
 async def timed_scenario(tb, params, scenario):
     """The scenario's body, timed inside the simulation (no build, no start-up)."""
-    from sim.system.scenario import run_body
+    from sim.system.run import run_body
     t0 = time.monotonic()
     raw = await run_body(tb, params, scenario)
     return {"cycles": raw["cycles"], "seconds": time.monotonic() - t0}
@@ -30,13 +31,6 @@ async def clock_only(tb, params, cycles):
     return {"cycles": cycles, "seconds": time.monotonic() - t0}
 
 
-def _run(backend, params, body, **kwargs):
-    from sim.runners.backend import run_amaranth, run_cocotb
-    if backend == "amaranth":
-        return run_amaranth("gpu", params, body, **kwargs)
-    return run_cocotb(backend, "gpu", params, body, test_name=body.split(":")[1], **kwargs)
-
-
 def measure(backend, cycles, vfs):
     """{"scenario": cycles/s, "clock": cycles/s, "first": s, "second": s, "cycles": n} on
     ``backend``: simulated cycles per second of the default scenario's traffic and of the
@@ -47,14 +41,18 @@ def measure(backend, cycles, vfs):
     walls = []
     for _ in range(2):
         t0 = time.monotonic()
-        got = _run(backend, params, "sim.bench.sim_speed:timed_scenario", scenario=sc.to_dict())
+        got = run_backend(backend, "gpu", params, "sim.bench.sim_speed:timed_scenario",
+                          scenario=sc.to_dict())
         walls.append(time.monotonic() - t0)
-    clock = _run(backend, params, "sim.bench.sim_speed:clock_only", cycles=20_000)
+    clock = run_backend(backend, "gpu", params, "sim.bench.sim_speed:clock_only", cycles=20_000)
     return {"cycles": got["cycles"], "scenario": got["cycles"] / got["seconds"],
             "clock": clock["cycles"] / clock["seconds"], "first": walls[0], "second": walls[1]}
 
 
-def run_bench(backends, cycles, vfs):
+def run_bench(backends, cycles, vfs, report=None):
+    """Print the speed table for ``backends``; then, given ``report`` (a function of an
+    output folder that runs the default report and returns its exit status, as `sriov-gpu
+    report` does), the wall time of that report."""
     print(f"Whole GPU at {vfs} VFs; the default scenario's traffic with {cycles} cycles of "
           f"guest requests, and the bare clock (20,000 cycles):")
     print(f"{'backend':10} {'cycles':>7} {'scenario cycles/s':>18} {'clock cycles/s':>15} "
@@ -67,11 +65,12 @@ def run_bench(backends, cycles, vfs):
         r = measure(backend, cycles, vfs)
         print(f"{backend:10} {r['cycles']:>7} {r['scenario']:>18.0f} {r['clock']:>15.0f} "
               f"{r['first']:>12.1f} {r['second']:>13.1f}", flush=True)
+    if report is None:
+        return 0
     # The main job as `make run` runs it (its table is not repeated here).
-    from sim.cli import main
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
         t0 = time.monotonic()
-        status = main(["report", "-o", out])
+        status = report(out)
         wall = time.monotonic() - t0
     print(f"default report (`sriov-gpu report`, Amaranth, with plots): {wall:.1f} s, "
           f"exit status {status}")

@@ -8,7 +8,8 @@ import itertools
 from concurrent.futures import ProcessPoolExecutor
 
 from sim.bench.report import summarize
-from sim.system.scenario import run, with_
+from sim.system.run import run
+from sim.system.scenario import with_
 
 __all__ = ["grid", "point", "sweep", "executor", "COLUMNS", "to_csv", "table", "with_"]
 

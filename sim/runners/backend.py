@@ -243,3 +243,19 @@ def run_cocotb(simulator, block, params, body, test_name="bench", waves=False, *
         raise AssertionError(f"cocotb {simulator} run of {body} failed "
                              f"({failed} of {total} failed); log tail:\n{log}")
     return json.loads(result_file.read_text())
+
+
+BACKENDS = ("amaranth", "verilator", "icarus")
+
+
+def run_backend(backend, block, params, body, test_name=None, vcd=None, **kwargs):
+    """Run ``body`` ("module:function") over ``block`` on ``backend`` (one of
+    :data:`BACKENDS`): Amaranth's simulator, or cocotb on Verilator or Icarus. ``test_name``
+    names the cocotb build (default: the body's function name); ``vcd`` is Amaranth only.
+    Raises ``ValueError`` for an unknown backend."""
+    if backend == "amaranth":
+        return run_amaranth(block, params, body, vcd=vcd, **kwargs)
+    if backend in ("verilator", "icarus"):
+        return run_cocotb(backend, block, params, body,
+                          test_name=test_name or body.split(":")[1], **kwargs)
+    raise ValueError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}")

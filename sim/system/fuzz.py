@@ -492,7 +492,7 @@ def run(transactions, seed=1, backend="amaranth", params=FUZZ_PARAMS, progress=N
     import os
     import tempfile
     import threading
-    from sim.runners.backend import run_amaranth, run_cocotb
+    from sim.runners.backend import BACKENDS, run_backend
     if not isinstance(transactions, int) or transactions < 1:
         raise ParamError(f"transactions={transactions!r}: give a positive number")
     start = time.monotonic()
@@ -514,13 +514,10 @@ def run(transactions, seed=1, backend="amaranth", params=FUZZ_PARAMS, progress=N
         watcher.start()
         kwargs = dict(transactions=transactions, seed=seed, progress_file=path)
         try:
-            if backend == "amaranth":
-                raw = run_amaranth("gpu", params, run_body, **kwargs)
-            elif backend in ("verilator", "icarus"):
-                raw = run_cocotb(backend, "gpu", params, "sim.system.fuzz:run_body",
-                                 test_name=f"fuzz-{seed}", **kwargs)
-            else:
+            if backend not in BACKENDS:
                 raise ParamError(f"backend={backend!r}: choose amaranth, verilator or icarus")
+            raw = run_backend(backend, "gpu", params, "sim.system.fuzz:run_body",
+                              test_name=f"fuzz-{seed}", **kwargs)
         finally:
             stop.set()
     raw.update(backend=backend, seed=seed, seconds=time.monotonic() - start)

@@ -1,47 +1,26 @@
-"""Scenarios: a whole GPU, a hypervisor and guest VMs, as data; and running one.
+"""Scenarios: a whole GPU, a hypervisor and guest VMs, as data (and loading them).
 
 A :class:`Scenario` names the GPU (VFs, context size, memory width and latency), how the
 hypervisor schedules it (time slice, mode), what each VM does (:class:`Workload`), FLRs and
-the run length. It loads from TOML or JSON (docs/scenarios.md); :func:`run` simulates it on
-Amaranth's simulator or through cocotb (Verilator, Icarus) and returns plain data that
-:mod:`sim.bench.report` turns into tables, JSON and plots.
-
-The agents (all ``async``, over :class:`~sim.system.system.System`):
-
-- the hypervisor enumerates the device (sizes BARs, NumVFs, VF Enable), programs each VF's
-  FB slice and the context save area through the GPU-IOV capability, initializes every
-  active VF's context (INIT_GPU) and schedules: host-driven (IDLE, SAVE, LOAD, RUN, each
-  awaited by polling CMD_STATUS, every time slice) or the hardware scheduler (auto solid,
-  auto liquid, overlapped). It answers mailbox requests (REQ_GPU_INIT_ACCESS ->
-  READY_TO_ACCESS_GPU) and performs the scenario's FLRs;
-- one guest driver per active VF asks for init access through the mailbox, then rings its
-  doorbells, reads and writes its FB slice (checking what it reads back) and reads its
-  registers at its workload's rates; with probability ``misbehave`` an action is one of
-  three violations instead: an FB access past its slice, a write to a PF-only register, a
-  ring of another VF's doorbell. Each must be answered BLOCKED, and the PF's counters must
-  count exactly those.
+the run length. It loads from TOML or JSON (docs/scenarios.md); :func:`sim.system.run.run` simulates it
+on Amaranth's simulator or through cocotb (Verilator, Icarus) with the agents of
+:mod:`sim.system.agents` and returns plain data that :mod:`sim.bench.report` turns into
+tables, JSON and plots.
 """
 
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from random import Random
 
-from rtl.common.interfaces import Status
-from rtl.params import MAX_VFS, GpuParams, MiB, ParamError
-from rtl.world_switch.world_switch import IovCommand, IovStatus, fcn_id
+from rtl.params import IOV_FB_UNIT, MAX_VFS, GpuParams, MiB, ParamError
+from rtl.world_switch.world_switch import CSA_UNIT
 
-from sim.drivers.host import ConfigDriver, enumerate_device
-from sim.drivers.mailbox import GuestMailbox, HostMailbox, PfEvent, VfRequest
-from sim.system.system import System
-
-__all__ = ["Scenario", "Workload", "ScenarioError", "MODES", "DEFAULT", "BACKENDS", "load",
-           "from_dict", "run", "run_body", "with_", "VIOLATION_KINDS"]
+__all__ = ["Scenario", "Workload", "ScenarioError", "MODES", "DEFAULT", "load",
+           "from_dict", "with_", "VIOLATION_KINDS"]
 
 MODES = ("host", "auto-solid", "auto-liquid", "overlapped")
 VIOLATION_KINDS = ("fb_outside_slice", "pf_only_register", "other_vf_doorbell")
-_UNIT = 16 * MiB        # GPU-IOV capability FB units
 
 
 class ScenarioError(ValueError):
@@ -124,7 +103,7 @@ class Scenario:
         except ParamError as err:
             raise ScenarioError(f"scenario {self.name!r}: {err}") from None
         need = self._fb_units(params)[3]
-        if need > params.fb_size // _UNIT:
+        if need > params.fb_size // IOV_FB_UNIT:
             bad("fb_slice_mib", f"leaves no room: the PF, the CSA and {self.num_vfs} slices "
                 f"need {need * 16} MiB of {params.fb_size // MiB} MiB")
         if self.slice_mib(params) * MiB > params.vf_fb_aperture:
@@ -145,13 +124,13 @@ class Scenario:
         """(PF units, CSA units, slice units, total units) of the FB layout GIM uses: the
         PF's FB from 0, the context save area, then the VF slices (equal shares by
         default, at most 128 MiB each)."""
-        pf = params.pf_fb_aperture // _UNIT
-        csa_bytes = params.num_fns * -(-params.ctx_bytes // 4096) * 4096
-        csa = -(-csa_bytes // _UNIT)
+        pf = params.pf_fb_aperture // IOV_FB_UNIT
+        csa_bytes = params.num_fns * -(-params.ctx_bytes // CSA_UNIT) * CSA_UNIT
+        csa = -(-csa_bytes // IOV_FB_UNIT)
         if self.fb_slice_mib:
             slice_units = self.fb_slice_mib // 16
         else:
-            slice_units = min(8, (params.fb_size // _UNIT - pf - csa) // self.num_vfs)
+            slice_units = min(8, (params.fb_size // IOV_FB_UNIT - pf - csa) // self.num_vfs)
         return pf, csa, slice_units, pf + csa + self.num_vfs * slice_units
 
     def slice_mib(self, params=None):
@@ -224,355 +203,6 @@ def load(path):
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
         raise ScenarioError(f"scenario file {path}: {err}") from None
     return from_dict(raw, name=path.stem)
-
-
-# --- the agents -----------------------------------------------------------------------
-
-class _Hypervisor:
-    """The PF's driver: set-up, scheduling, mailbox, FLRs, counters (module docstring)."""
-
-    def __init__(self, system, sc, out):
-        self.sys, self.sc, self.out = system, sc, out
-        self.p = system.p
-        self.cfg = ConfigDriver(None, self.p, bus=system.bus("config"))
-        self.ws = system.bus("world_switch")
-        self.mb = HostMailbox(None, self.p, bus=system.bus("mmio"))
-        self.mb.poll_limit = 5000
-        self.active = list(range(1, sc.active_vfs + 1))
-        self.cur = None
-        self.flrs = sorted(sc.flr)
-        self.commands = []        # (command, fn, nxt, status, cycles from write to done)
-        #: Violation counters read just before each FLR cleared them: {kind: {vf: n}}.
-        self.before_flr = {"fb_violations": {}, "reg_violations": {}, "xfn_blocked": {}}
-        self.guests = []          # the guests' agents: it serves them until they are done
-
-    async def command(self, command, fn=0, nxt=0):
-        start = self.sys.cycle
-        await self.cfg.write(0, "GPUIOV_CMD", COMMAND=int(command.value), EXECUTE=1,
-                             FCN_ID=fcn_id(fn), NXT_FCN_ID=fcn_id(nxt))
-        for _ in range(1_000_000):
-            await self.sys.wait(self.sc.poll_every)
-            if not (await self.cfg.read(0, "GPUIOV_CMD"))["EXECUTE"]:
-                break
-        status = IovStatus((await self.cfg.read(0, "GPUIOV_STATUS"))["CMD_STATUS"])
-        self.commands.append((command.name, fn, nxt, status.name, self.sys.cycle - start))
-        if status != IovStatus.COMMAND_DONE:
-            raise AssertionError(f"{command.name}({fn}, {nxt}) ended with {status.name}")
-        return status
-
-    async def init(self, vf):
-        await self.command(IovCommand.INIT_GPU, vf)
-        self.sys.engine.reset_fn(vf)
-
-    async def setup(self):
-        sc, p, cfg = self.sc, self.p, self.cfg
-        self.sys.bars = await enumerate_device(None, p, sc.num_vfs, cfg=cfg)
-        pf_units, csa_units, slice_units, _ = sc._fb_units(p)
-        await cfg.write(0, "GPUIOV_CNTXT", SIZE=csa_units, LOC=0, OFFSET=pf_units)
-        for vf in range(1, sc.num_vfs + 1):
-            await cfg.write(0, "VF_FB", vf - 1, SIZE=slice_units - 1,
-                            OFFSET=pf_units + csa_units + (vf - 1) * slice_units)
-        fbp = self.sys.bus("fb_partition")
-        for _ in range(10_000):
-            layout = await fbp.read_fields("LAYOUT_STATUS")
-            if not layout["BUSY"]:
-                break
-        if layout["REFUSED"]:
-            last = await fbp.read_fields("LAYOUT_LAST")
-            raise AssertionError(f"FB layout refused by the partition unit: {last}")
-        mode = sc.mode
-        await self.ws.write("SCHED", LIQUID=int(mode == "auto-liquid"),
-                            OVERLAP=int(mode == "overlapped"))
-        if mode != "host":
-            for vf in self.active:
-                await self.ws.write("TIME_SLICE", vf, CYCLES=sc.time_slice, RUN=1)
-        for vf in self.active:
-            await self.init(vf)
-        self.cur = self.active[0]
-        await self.command(IovCommand.LOAD_GPU_STATE, self.cur)
-        await self.command(IovCommand.RUN_GPU, self.cur)
-        if mode != "host":
-            await self.command(IovCommand.ENABLE_AUTO_HW_SWITCH, self.cur)
-        self.out["setup_done"] = self.sys.cycle
-
-    def _next_after(self, vf):
-        k = self.active.index(vf) if vf in self.active else -1
-        return self.active[(k + 1) % len(self.active)]
-
-    async def switch_to(self, nxt):
-        C = IovCommand
-        for command, fn in ((C.IDLE_GPU, self.cur), (C.SAVE_GPU_STATE, self.cur),
-                            (C.LOAD_GPU_STATE, nxt), (C.RUN_GPU, nxt)):
-            await self.command(command, fn)
-        self.cur = nxt
-
-    async def serve_mailbox(self):
-        for vf in await self.mb.pending():
-            msg, _ = await self.mb.take(vf)
-            self.out["mailbox"].append((self.sys.cycle, vf, VfRequest(msg).name))
-            if msg in (VfRequest.REQ_GPU_INIT_ACCESS, VfRequest.REQ_GPU_FINI_ACCESS,
-                       VfRequest.REQ_GPU_RESET_ACCESS):
-                await self.mb.post(vf, PfEvent.READY_TO_ACCESS_GPU)
-                await self.mb.finish_post(vf)
-
-    async def vf_counters(self, vf):
-        """VF ``vf``'s violation counters, as the PF reads them (an FLR clears them)."""
-        sys = self.sys
-        return {"fb_violations": await sys.bus("fb_partition").read("VIOL_COUNT", vf),
-                "reg_violations": await sys.bus("mmio").read("VIOL_COUNT", vf),
-                "xfn_blocked": await sys.bus("gpu").read("XFN_COUNT", vf)}
-
-    async def do_flr(self, vf):
-        # The VM is stopped while its VF is reset (a real hypervisor pauses it), so the
-        # counters read just before the FLR hold every violation it made until then.
-        guest = next((g for g in self.guests if g.vf == vf), None)
-        if guest:
-            guest.hold = True
-            while guest.in_action:
-                await self.sys.wait(4)
-        for kind, n in (await self.vf_counters(vf)).items():
-            self.before_flr[kind][vf] = self.before_flr[kind].get(vf, 0) + n
-        self.out["flrs"].append((self.sys.cycle, vf))
-        await self.cfg.write(vf, "DEV_CTL", INITIATE_FLR=1)
-        self.sys.flr(vf)
-        state = await self.ws.read_fields("STATE")
-        await self.init(vf)
-        if self.sc.mode == "host" and not state["OWNER_VALID"]:
-            # The reset VF owned the GPU: it is empty now; the next one gets it.
-            nxt = self._next_after(vf)
-            await self.command(IovCommand.LOAD_GPU_STATE, nxt)
-            await self.command(IovCommand.RUN_GPU, nxt)
-            self.cur = nxt
-        if guest:
-            guest.hold = False
-
-    def finished(self):
-        sys, sc = self.sys, self.sc
-        if sys.cycle < sc.run_cycles or not all(g.done for g in self.guests):
-            return False
-        return not sys.undelivered(self.active) or sys.cycle >= sc.run_cycles + sc.drain_limit
-
-    async def __call__(self):
-        sc, sys = self.sc, self.sys
-        await self.setup()
-        next_switch = sys.cycle + sc.time_slice
-        while not self.finished():
-            await self.serve_mailbox()
-            while self.flrs and self.flrs[0][0] <= sys.cycle:
-                await self.do_flr(self.flrs.pop(0)[1])
-            if sc.mode == "host" and sys.cycle >= next_switch and len(self.active) > 1:
-                await self.switch_to(self._next_after(self.cur))
-                next_switch = sys.cycle + sc.time_slice
-            await sys.wait(sc.poll_every * 4)
-        self.out["end_of_traffic"] = sys.cycle
-        await self.collect()
-
-    async def collect(self):
-        """The PF's counters, read the way a hypervisor would."""
-        gpu = self.sys.bus("gpu")
-        counters = {"fb_violations": {}, "reg_violations": {}, "xfn_blocked": {}}
-        for vf in range(1, self.sc.num_vfs + 1):
-            for kind, n in (await self.vf_counters(vf)).items():
-                counters[kind][vf] = n + self.before_flr[kind].get(vf, 0)
-        counters["doorbell_ur"] = await gpu.read("DB_UR")
-        counters["host_ur"] = await gpu.read("HOST_UR")
-        counters["switches"] = await self.ws.read("SWITCHES")
-        counters["switch_last"] = await self.ws.read("SWITCH_LAST")
-        counters["switch_max"] = await self.ws.read("SWITCH_MAX")
-        counters["phase_last"] = [await self.ws.read("PHASE_LAST", k) for k in range(4)]
-        counters["phase_max"] = [await self.ws.read("PHASE_MAX", k) for k in range(4)]
-        counters["host_switches"] = await self.ws.read("HOST_SWITCHES")
-        counters["host_switch_last"] = await self.ws.read("HOST_SWITCH_LAST")
-        counters["host_switch_max"] = await self.ws.read("HOST_SWITCH_MAX")
-        counters["scrub_last"] = await gpu.read("SCRUB_LAST")
-        counters["scrub_granules"] = await gpu.read("SCRUB_GRANULES")
-        self.out["counters"] = counters
-        self.out["commands"] = self.commands
-
-
-class _Guest:
-    """VF ``vf``'s driver in its VM: init access, then its workload (module docstring)."""
-
-    def __init__(self, system, sc, vf, out, hv_out):
-        self.sys, self.sc, self.vf = system, sc, vf
-        self.hv_out = hv_out          # the guest starts once the hypervisor has set up
-        self.p = system.p
-        self.wl = sc.workload_of(vf)
-        self.rng = Random(sc.seed * 1000 + vf)
-        self.mb = GuestMailbox(None, self.p, vf, bus=system.bus("mmio", vf))
-        self.mb.poll_limit = 20_000
-        self.regs = system.bus("mmio", vf)
-        self.out = out
-        self.tally = {kind: 0 for kind in ("doorbells", "fb_reads", "fb_writes", "reg_reads",
-                                           *VIOLATION_KINDS)}
-        self.errors = []
-        self.shadow = {}          # FB offset -> value this VM wrote there
-        self.value = 0
-        self.done = False
-        self.hold = False         # the hypervisor stops the VM (an FLR of its VF)
-        self.in_action = False
-
-    def _gap(self, every):
-        return self.rng.randint(1, 2 * every - 1) if every > 1 else 1
-
-    def _expect(self, what, got, want):
-        if got != want:
-            self.errors.append(f"VF {self.vf} cycle {self.sys.cycle}: {what} answered "
-                               f"{got.name if hasattr(got, 'name') else got}, expected "
-                               f"{want.name if hasattr(want, 'name') else want}")
-
-    async def init_access(self):
-        start = self.sys.cycle
-        await self.mb.send(VfRequest.REQ_GPU_INIT_ACCESS)
-        await self.mb.finish_send()
-        event, _ = await self.mb.receive()
-        ready = self.sys.cycle
-        self._expect("REQ_GPU_INIT_ACCESS", PfEvent(event), PfEvent.READY_TO_ACCESS_GPU)
-        await self.mb.send(VfRequest.REL_GPU_INIT_ACCESS)
-        await self.mb.finish_send()
-        self.out["init_access"] = {"requested": start, "ready": ready,
-                                   "released": self.sys.cycle}
-
-    async def doorbell(self, bad):
-        sys, p = self.sys, self.p
-        index = self.rng.randrange(p.doorbells_per_fn)
-        if bad:
-            others = [v for v in range(1, self.sc.num_vfs + 1) if v != self.vf]
-            if not others:
-                return await self.fb(False)
-            target = self.rng.choice(others)
-            self.tally["other_vf_doorbell"] += 1
-            status, _ = await sys.mem(self.vf, sys.bar_base(target, 2) + 4 * index, write=True,
-                                      data=0xBAD)
-            return self._expect("doorbell of another VF", status, Status.BLOCKED)
-        self.value += 1
-        self.tally["doorbells"] += 1
-        status, _ = await sys.mem(self.vf, sys.bar_base(self.vf, 2) + 4 * index, write=True,
-                                  data=self.value)
-        self._expect("doorbell", status, Status.OK)
-
-    async def fb(self, bad):
-        sys = self.sys
-        base = sys.bar_base(self.vf, 0)
-        slice_bytes = self.sc.slice_mib(self.p) * MiB
-        if bad:
-            room = self.p.vf_fb_aperture - slice_bytes
-            if room <= 0:
-                return await self.reg(True)
-            offset = slice_bytes + self.rng.randrange(0, room, 4)
-            self.tally["fb_outside_slice"] += 1
-            status, _ = await sys.mem(self.vf, base + offset, write=self.rng.random() < 0.5,
-                                      data=0xDEAD)
-            return self._expect("FB access past the slice", status, Status.BLOCKED)
-        if self.shadow and self.rng.random() < 0.5:
-            offset = self.rng.choice(list(self.shadow))
-            self.tally["fb_reads"] += 1
-            status, value = await sys.mem(self.vf, base + offset)
-            self._expect("FB read", status, Status.OK)
-            if value != self.shadow[offset]:
-                self.errors.append(f"VF {self.vf}: FB offset {offset:#x} read {value:#x}, "
-                                   f"wrote {self.shadow[offset]:#x}")
-            return
-        offset = self.rng.randrange(0, 64 * 1024, 4)
-        value = self.rng.getrandbits(32)
-        self.tally["fb_writes"] += 1
-        status, _ = await sys.mem(self.vf, base + offset, write=True, data=value)
-        self._expect("FB write", status, Status.OK)
-        self.shadow[offset] = value
-
-    async def reg(self, bad):
-        if bad:
-            self.tally["pf_only_register"] += 1
-            status, _ = await self.regs.access(self.regs.regmap.offset("GRBM_SOFT_RESET"),
-                                               write=True, data=1)
-            return self._expect("PF-only register write", status, Status.BLOCKED)
-        self.tally["reg_reads"] += 1
-        ident = self.regs.regmap.decode("IOV_FUNC_IDENTIFIER",
-                                        await self.regs.read("IOV_FUNC_IDENTIFIER"))
-        self._expect("IOV_FUNC_IDENTIFIER", (ident["FUNC_ID"], ident["IS_VF"]), (self.vf, 1))
-
-    async def __call__(self):
-        sys, wl, sc = self.sys, self.wl, self.sc
-        while "setup_done" not in self.hv_out:
-            await sys.wait(16)
-        if wl.init_access:
-            await self.init_access()
-        actions = [(every, act) for every, act in ((wl.doorbell_every, self.doorbell),
-                                                   (wl.fb_every, self.fb),
-                                                   (wl.reg_every, self.reg)) if every > 0]
-        due = [sys.cycle + self._gap(every) for every, _ in actions]
-        while actions and sys.cycle < sc.run_cycles:
-            k = min(range(len(due)), key=due.__getitem__)
-            if due[k] > sys.cycle:
-                await sys.wait(due[k] - sys.cycle)
-                continue
-            if self.hold:
-                await sys.wait(4)
-                continue
-            every, act = actions[k]
-            self.in_action = True
-            await act(self.rng.random() < wl.misbehave)
-            self.in_action = False
-            due[k] = sys.cycle + self._gap(every)
-        self.out["tally"] = self.tally
-        self.out["errors"] = self.errors
-        self.done = True
-
-
-# --- running --------------------------------------------------------------------------
-
-async def run_body(tb, params, scenario, progress=None):
-    """The scenario's simulation, as a backend body (``scenario`` is its dict)."""
-    sc = from_dict(scenario)
-    system = System(tb, params, drain=sc.engine_drain, work_per_doorbell=sc.work_per_doorbell,
-                    seed=sc.seed)
-    out = {"hv": {"mailbox": [], "flrs": []}, "guests": {}}
-    hv = _Hypervisor(system, sc, out["hv"])
-    system.spawn(hv())
-    for vf in hv.active:
-        out["guests"][vf] = {}
-        guest = _Guest(system, sc, vf, out["guests"][vf], out["hv"])
-        hv.guests.append(guest)
-        system.spawn(guest())
-    limit = sc.run_cycles + sc.drain_limit + 200_000
-    cycles = await system.run(limit, progress)
-    mon = system.monitor
-    return {
-        "cycles": cycles,
-        "requests": system.requests,
-        "hv": out["hv"],
-        "guests": {str(vf): g for vf, g in out["guests"].items()},
-        "switches": mon.switches,
-        "segments": mon.segments,
-        "owned": {str(k): v for k, v in mon.owned.items()},
-        "deliveries": system.deliveries,
-        "undelivered": system.undelivered(hv.active),
-        "engine": {"checked": system.engine.checked, "errors": system.engine.errors},
-        "mem": {"reads": system.fbmem.reads, "writes": system.fbmem.writes},
-    }
-
-
-BACKENDS = ("amaranth", "verilator", "icarus")
-
-
-def run(sc, backend="amaranth", vcd=None, progress=None):
-    """Simulate scenario ``sc`` on ``backend`` ("amaranth", "verilator", "icarus"); returns
-    the raw result (see :func:`run_body`) with the scenario attached. ``progress(cycle)``
-    (Amaranth only) is called every 1000 cycles."""
-    from sim.runners.backend import run_amaranth, run_cocotb
-    params = sc.params()
-    if backend == "amaranth":
-        raw = run_amaranth("gpu", params, run_body, vcd=vcd, scenario=sc.to_dict(),
-                           progress=progress)
-    elif backend in ("verilator", "icarus"):
-        raw = run_cocotb(backend, "gpu", params, "sim.system.scenario:run_body",
-                         test_name=f"scenario-{sc.name}", scenario=sc.to_dict())
-    else:
-        raise ScenarioError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}")
-    raw = json.loads(json.dumps(raw))          # the same plain data from every backend
-    raw["scenario"] = sc.to_dict()
-    raw["backend"] = backend
-    return raw
 
 
 def with_(sc, **changes):

@@ -1,0 +1,56 @@
+"""Running a scenario: its simulation body (System, hypervisor, guests) and the backends."""
+
+import json
+
+from sim.runners.backend import BACKENDS, run_backend
+from sim.system.agents import Guest, Hypervisor
+from sim.system.scenario import ScenarioError, from_dict
+from sim.system.system import System
+
+__all__ = ["BACKENDS", "run", "run_body"]
+
+
+async def run_body(tb, params, scenario, progress=None):
+    """The scenario's simulation, as a backend body (``scenario`` is its dict)."""
+    sc = from_dict(scenario)
+    system = System(tb, params, drain=sc.engine_drain, work_per_doorbell=sc.work_per_doorbell,
+                    seed=sc.seed)
+    out = {"hv": {"mailbox": [], "flrs": []}, "guests": {}}
+    hv = Hypervisor(system, sc, out["hv"])
+    system.spawn(hv())
+    for vf in hv.active:
+        out["guests"][vf] = {}
+        guest = Guest(system, sc, vf, out["guests"][vf], out["hv"])
+        hv.guests.append(guest)
+        system.spawn(guest())
+    limit = sc.run_cycles + sc.drain_limit + 200_000
+    cycles = await system.run(limit, progress)
+    mon = system.monitor
+    return {
+        "cycles": cycles,
+        "requests": system.requests,
+        "hv": out["hv"],
+        "guests": {str(vf): g for vf, g in out["guests"].items()},
+        "switches": mon.switches,
+        "segments": mon.segments,
+        "owned": {str(k): v for k, v in mon.owned.items()},
+        "deliveries": system.deliveries,
+        "undelivered": system.undelivered(hv.active),
+        "engine": {"checked": system.engine.checked, "errors": system.engine.errors},
+        "mem": {"reads": system.fbmem.reads, "writes": system.fbmem.writes},
+    }
+
+
+def run(sc, backend="amaranth", vcd=None, progress=None):
+    """Simulate scenario ``sc`` on ``backend`` ("amaranth", "verilator", "icarus"); returns
+    the raw result (see :func:`run_body`) with the scenario attached. ``progress(cycle)``
+    (Amaranth only) is called every 1000 cycles."""
+    if backend not in BACKENDS:
+        raise ScenarioError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}")
+    extra = {"vcd": vcd, "progress": progress} if backend == "amaranth" else {}
+    raw = run_backend(backend, "gpu", sc.params(), "sim.system.run:run_body",
+                      test_name=f"scenario-{sc.name}", scenario=sc.to_dict(), **extra)
+    raw = json.loads(json.dumps(raw))          # the same plain data from every backend
+    raw["scenario"] = sc.to_dict()
+    raw["backend"] = backend
+    return raw
