@@ -1,4 +1,4 @@
-"""The GPU-IOV command handshake, as a hypervisor speaks it (REFERENCE.md section 2): the one
+"""The GPU-IOV command handshake, as a hypervisor speaks it (docs/sources.md#gpu-iov-commands): the one
 driver of it, for tests, scenarios and benchmarks alike."""
 
 from rtl.world_switch.world_switch import IovStatus, fcn_id

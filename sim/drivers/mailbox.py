@@ -1,4 +1,4 @@
-"""The PF <-> VF mailbox protocol (REFERENCE.md section 4), as guest and host drivers."""
+"""The PF <-> VF mailbox protocol (docs/sources.md#mailbox), as guest and host drivers."""
 
 from enum import IntEnum
 

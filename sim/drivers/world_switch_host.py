@@ -1,5 +1,5 @@
 """The host side of the world switch, for tests, benchmarks and scenarios: a hypervisor that
-speaks the GPU-IOV command protocol (REFERENCE.md section 2), an engine that drains, FB
+speaks the GPU-IOV command protocol (docs/sources.md#gpu-iov-commands), an engine that drains, FB
 memory behind both ports, and a record of what every function's context must be."""
 
 from random import Random
@@ -200,7 +200,8 @@ async def context_switch(tb, params, seed=1, drain=3, overlap=False):
 
 
 class IovHost:
-    """The hypervisor of REFERENCE.md section 2 on the :class:`~rtl.world_switch.gpu_iov.GpuIov` block: it
+    """The hypervisor of docs/sources.md#gpu-iov-commands on the
+    :class:`~rtl.world_switch.gpu_iov.GpuIov` block: it
     enumerates the device, then steers the world switch by writing the GPU-IOV command dword
     (command | EXECUTE | FCN_ID << 8 | NXT_FCN_ID << 16) and polling until EXECUTE clears,
     reading CMD_STATUS; it gives up after ``timeout`` polls and stops early on a hang."""

@@ -61,7 +61,7 @@ async def host_port(tb, params):
                             "fb": await fbp.read("VIOL_COUNT", 1),
                             "reg": await system.bus("mmio").read("VIOL_COUNT", 1)}
 
-        # The GPU-IOV sequence of REFERENCE.md section 2, polled; doorbells follow the owner.
+        # The GPU-IOV sequence of docs/sources.md#gpu-iov-commands, polled; doorbells follow the owner.
         async def command(cmd, fn):
             await cfg.write(0, "GPUIOV_CMD", COMMAND=int(cmd.value), EXECUTE=1,
                             FCN_ID=fcn_id(fn), NXT_FCN_ID=0)

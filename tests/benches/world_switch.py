@@ -258,7 +258,7 @@ async def auto_mode(tb, params, liquid, slice_cycles, cycles, idle_fns=(), work_
 
 async def iov_host_sequence(tb, params, num_vfs=3):
     """On the GpuIov block: enumerate, then IDLE, SAVE, LOAD, RUN with status polling as
-    REFERENCE.md section 2 describes, contexts compared bit for bit; a refused command
+    docs/sources.md#gpu-iov-commands describes, contexts compared bit for bit; a refused command
     reads its code in CMD_STATUS; a VF's FLR through its Device Control takes it off the
     GPU and makes its context unloadable."""
     env = WorldSwitchTB(tb, params, integrated=True, drain=5)
