@@ -27,7 +27,7 @@ run: $(STAMP)
 
 # Every test except the slow ones (place and route, long soaks).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) -m slow $(PYTEST_ARGS)

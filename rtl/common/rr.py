@@ -1,7 +1,7 @@
 """Round-robin building blocks: find the next requester after the last one served, in
 logic that maps onto an FPGA's carry chains and LUT trees."""
 
-from amaranth.hdl import Cat, Const, Mux, Signal
+from amaranth.hdl import Cat, Const, Signal
 
 __all__ = ["lowest_after", "first_after", "encode", "onehot_mux"]
 

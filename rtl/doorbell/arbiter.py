@@ -1,6 +1,6 @@
 """Doorbells: decode of doorbell writes, and the arbiter that feeds the command processor."""
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -119,32 +119,9 @@ class DoorbellArbiter(wiring.Component):
         d, n = p.doorbells_per_fn, p.num_fns
         idx_bits = max((d - 1).bit_length(), 1)
 
-        # --- Decode ------------------------------------------------------------------------
-        accepted = []       # per port: (valid, fn, index, value)
-        refused = Signal(p.doorbell_ports)
-        for k in range(p.doorbell_ports):
-            w = self.writes[k]
-            live = (w.fn == 0) | (self.vf_enable & (w.fn <= self.num_vfs))
-            ok = Signal(name=f"ok_{k}")
-            m.d.comb += [ok.eq(self.write_valid[k] & live & (w.offset < d) &
-                               ~self.flr.bit_select(w.fn, 1)),
-                         refused[k].eq(self.write_valid[k] & ~(live & (w.offset < d)))]
-            accepted.append((ok, w.fn, w.offset[:idx_bits], w.value))
-        m.d.sync += self.ur.eq(refused)
-        count = Signal(32)
-        m.d.sync += count.eq(count + sum(refused[k] for k in range(p.doorbell_ports)))
-        m.d.comb += self.ur_count.eq(count)
-
-        # --- The pending table: a valid bit per doorbell, values in memory ---------------
+        accepted = self._decode(m, idx_bits)
         pending = self.pending
-        m.submodules.values = mem = self.values
-        wports = [mem.write_port() for _ in range(p.doorbell_ports)]
-        rd = mem.read_port(transparent_for=())   # a same-cycle write is seen next time
-        kept = []           # per port: its write is the one this cycle stores
-        for k, (_, fn, index, value) in enumerate(accepted):
-            kept.append(Signal(name=f"kept_{k}"))
-            m.d.comb += [kept[k].eq(self._kept(accepted, k)), wports[k].en.eq(kept[k]),
-                         wports[k].addr.eq(fn * d + index), wports[k].data.eq(value)]
+        kept, rd = self._store(m, accepted)
 
         # --- Two pipeline stages, so that neither search is behind the other in one cycle:
         #     1. choose the next function (weighted round robin from the one chosen last);
@@ -227,21 +204,62 @@ class DoorbellArbiter(wiring.Component):
                      cp.payload.fn.eq(out_fn), cp.payload.index.eq(out_index),
                      cp.payload.value.eq(rd.data)]
 
-        # --- Pending bits: set by writes, cleared by the pick and by FLR; a withdrawn offer
-        #     is pending again unless its function was reset -------------------------------
+        self._update_pending(m, accepted, kept, picked=[advance & sel[f] for f in range(n)],
+                             picks=picks, withdrawn=withdrawn, flr=flr)
+        return m
+
+    def _decode(self, m, idx_bits):
+        """Accept the writes that name a live function's doorbell (not under FLR); answer
+        the others UR and count them. Returns, per port, (valid, fn, index, value)."""
+        p, d = self.params, self.params.doorbells_per_fn
+        accepted = []
+        refused = Signal(p.doorbell_ports)
+        for k in range(p.doorbell_ports):
+            w = self.writes[k]
+            live = (w.fn == 0) | (self.vf_enable & (w.fn <= self.num_vfs))
+            ok = Signal(name=f"ok_{k}")
+            m.d.comb += [ok.eq(self.write_valid[k] & live & (w.offset < d) &
+                               ~self.flr.bit_select(w.fn, 1)),
+                         refused[k].eq(self.write_valid[k] & ~(live & (w.offset < d)))]
+            accepted.append((ok, w.fn, w.offset[:idx_bits], w.value))
+        m.d.sync += self.ur.eq(refused)
+        count = Signal(32)
+        m.d.sync += count.eq(count + sum(refused[k] for k in range(p.doorbell_ports)))
+        m.d.comb += self.ur_count.eq(count)
+        return accepted
+
+    def _store(self, m, accepted):
+        """The pending table's values, in memory: each write this cycle keeps (see
+        :meth:`_kept`) is stored. Returns (kept per port, the read port)."""
+        d = self.params.doorbells_per_fn
+        m.submodules.values = mem = self.values
+        wports = [mem.write_port() for _ in accepted]
+        rd = mem.read_port(transparent_for=())   # a same-cycle write is seen next time
+        kept = []           # per port: its write is the one this cycle stores
+        for k, (_, fn, index, value) in enumerate(accepted):
+            kept.append(Signal(name=f"kept_{k}"))
+            m.d.comb += [kept[k].eq(self._kept(accepted, k)), wports[k].en.eq(kept[k]),
+                         wports[k].addr.eq(fn * d + index), wports[k].data.eq(value)]
+        return kept, rd
+
+    def _update_pending(self, m, accepted, kept, *, picked, picks, withdrawn, flr):
+        """Pending bits: set by writes, cleared by the pick and by FLR; a withdrawn offer is
+        pending again unless its function was reset (``flr``: the registered FLR)."""
+        n, d = self.params.num_fns, self.params.doorbells_per_fn
+        pending = self.pending
         nxt = Signal(n * d)
         for e in range(n * d):
             f, index = divmod(e, d)
             written = Cat(*[kept[k] & (wf == f) & (i == index)
                             for k, (_, wf, i, _) in enumerate(accepted)]).any()
-            picked = advance & sel[f] & (picks[f] == index)
-            returned = withdrawn & (out_fn == f) & (out_index == index) & ~flr[f] & ~self.flr[f]
+            taken = picked[f] & (picks[f] == index)
+            returned = (withdrawn & (self.out_fn == f) & (self.out_index == index) &
+                        ~flr[f] & ~self.flr[f])
             m.d.comb += nxt[e].eq(Mux(self.flr[f], 0,
-                                      self._next_pending(pending[e], written, picked, returned)))
+                                      self._next_pending(pending[e], written, taken, returned)))
         m.d.sync += pending.eq(nxt)
         m.d.comb += self.has_work.eq(Cat(*[pending[f * d:(f + 1) * d].any()
                                            for f in range(n)]))
-        return m
 
     # The two rules below are methods so that tests/formal/doorbell_mutants.py can break each
     # one alone and show that the proof notices.

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.memory.fb_partition import scrub_request_layout
 from rtl.common.interfaces import FbMemSignature, ValidSignature, region_layout
-from rtl.world_switch.world_switch import SeqState
+from rtl.common.iov_codes import SeqState
 
 __all__ = ["FbPort", "Scrubber", "FbInitiator", "host_fb_entry_layout", "host_fb_done_layout",
            "HOST_TAG_WIDTH"]
@@ -199,7 +199,7 @@ class FbPort(wiring.Component):
     host_retired : out
     scrub : stream of scrub_request_layout, in (``ready``: done)
     seq : in
-        The world switch's step (:class:`~rtl.world_switch.world_switch.SeqState`).
+        The world switch's step (:class:`~rtl.common.iov_codes.SeqState`).
     csa : region_layout, in
         The active context save area.
     ctx_fault : flow of {addr, write}, out

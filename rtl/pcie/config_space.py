@@ -6,13 +6,14 @@ docs/sources.md#gpu-iov-capability are dword offsets here (byte offset / 4); fie
 their bit positions within the dword.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.common.interfaces import REG_DATA_WIDTH, RegBusSignature, Status, ValidSignature
 from rtl.params import size_text
 from rtl.common.regmap import Access, Field, Register, RegisterFile, RegisterMap
+from rtl.common.iov_codes import IovStatus, iov_command_layout
 
 __all__ = ["ConfigSpace", "pf_config_map", "vf_config_map", "BarSpec", "bar_specs", "BAR_INDICES",
            "FB_BAR", "DOORBELL_BAR", "REG_BAR",
@@ -302,11 +303,6 @@ def vf_config_map(params):
     return RegisterMap("vf_config", 10, regs)
 
 
-def iov_command_layout():
-    """A GPU-IOV command as the host wrote it (docs/sources.md#gpu-iov-commands)."""
-    return data.StructLayout({"command": 4, "fcn_id": 8, "nxt_fcn_id": 8})
-
-
 def vf_fb_layout():
     """VFn_FB_SIZE and VFn_FB_OFFSET as programmed (capability units; size stored - 1)."""
     return data.StructLayout({"size": 16, "offset": 16})
@@ -378,7 +374,7 @@ class ConfigSpace(wiring.Component):
             "vf_bars": Out(data.ArrayLayout(64, len(BAR_INDICES))),
             "iov_cmd": Out(ValidSignature(iov_command_layout())),
             "iov_done": In(1),
-            "iov_status": In(8),
+            "iov_status": In(IovStatus),
             "iov_refused": Out(1),
             "vf_fb": Out(data.ArrayLayout(vf_fb_layout(), params.num_vfs)),
             "cntxt": Out(cntxt_layout()),

@@ -7,7 +7,7 @@ VF BARk base + (n - 1) * size). Requests for nothing, or for a function that is 
 answer UR.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Const, Module, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 

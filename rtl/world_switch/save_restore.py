@@ -12,7 +12,17 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.common.interfaces import FbMemSignature, ValidSignature, shared_load_layout
 
-__all__ = ["ContextMover", "CtxOp"]
+__all__ = ["ContextMover", "CtxOp", "state_write_layout", "state_read_layout"]
+
+
+def state_write_layout(params):
+    """The engine's write of one engine-state word: its address and data."""
+    return data.StructLayout({"addr": range(max(params.ctx_words, 2)), "data": params.mem_width})
+
+
+def state_read_layout(params):
+    """The engine's read of one engine-state word (data one cycle later)."""
+    return data.StructLayout({"addr": range(max(params.ctx_words, 2))})
 
 
 class CtxOp(enum.Enum, shape=1):
@@ -77,9 +87,8 @@ class ContextMover(wiring.Component):
             "mem": Out(FbMemSignature(p)),
             "shared_in": In(data.ArrayLayout(32, p.shared_regs)),
             "shared_load": Out(ValidSignature(shared_load_layout(p))),
-            "state_wr": In(ValidSignature(data.StructLayout({
-                "addr": range(max(p.ctx_words, 2)), "data": p.mem_width}))),
-            "state_rd": In(ValidSignature(data.StructLayout({"addr": range(max(p.ctx_words, 2))}))),
+            "state_wr": In(ValidSignature(state_write_layout(p))),
+            "state_rd": In(ValidSignature(state_read_layout(p))),
             "state_rdata": Out(p.mem_width),
         })
 

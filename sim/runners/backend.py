@@ -22,11 +22,10 @@ import fcntl
 import hashlib
 import importlib
 import json
-import os
 import re
 from collections.abc import Mapping
 
-from amaranth.hdl import Value
+from amaranth.hdl import Shape, Value
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
@@ -46,9 +45,22 @@ def _port_map(component):
 
 
 def _pack(member, value):
-    if isinstance(value, (Mapping, list, tuple)):   # a struct's fields or an array's elements
-        return data.Const.as_bits(member.shape.const(value))
-    return int(value.value) if hasattr(value, "value") and not isinstance(value, int) else int(value)
+    return _bits(member.shape, value)
+
+
+def _bits(shape, value):
+    """``value`` packed as ``shape``: a struct's fields (a dict) or an array's elements (a
+    list) by the layout's offsets, an enum member or a plain int as is. Packed field by
+    field, not through ``shape.const``, so that a test can drive a code no enum member
+    names (a hostile host writes any bits)."""
+    if isinstance(value, Mapping):
+        return sum(_bits(field.shape, value[name]) << field.offset
+                   for name, field in shape if name in value)
+    if isinstance(value, (list, tuple)):
+        width = Shape.cast(shape.elem_shape).width
+        return sum(_bits(shape.elem_shape, v) << (k * width) for k, v in enumerate(value))
+    bits = int(value.value) if hasattr(value, "value") and not isinstance(value, int) else int(value)
+    return bits & ((1 << Shape.cast(shape).width) - 1)
 
 
 def _unpack(member, bits):

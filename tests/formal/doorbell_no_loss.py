@@ -38,13 +38,14 @@ For every (function, doorbell), on pending bits:
 - stage 2 of the pick works on at most one function; the round-robin pointer names one.
 """
 
-from amaranth.asserts import AnyConst, AnySeq, Initial
-from amaranth.hdl import Assert, Assume, Cat, Elaboratable, Module, Mux, ResetSignal, Signal
+from amaranth.asserts import AnyConst
+from amaranth.hdl import Assert, Assume, Cat, Mux, Signal
 
 from rtl.doorbell.arbiter import DoorbellArbiter
+from tests.formal import Harness
 
 
-class DoorbellNoLossHarness(Elaboratable):
+class DoorbellNoLossHarness(Harness):
     """The proof's top level: a free environment around one doorbell arbiter.
 
     Parameters
@@ -57,18 +58,10 @@ class DoorbellNoLossHarness(Elaboratable):
     """
 
     def __init__(self, params, arbiter=DoorbellArbiter):
-        self.params = params
-        self.dut = arbiter(params)
+        super().__init__(params, arbiter)
 
-    def elaborate(self, platform):
-        m = Module()
+    def properties(self, m, dut, checking):
         p = self.params
-        m.submodules.dut = dut = self.dut
-        for port in (dut.writes.as_value(), dut.write_valid, dut.serve, dut.weight.as_value(),
-                     dut.num_vfs, dut.vf_enable, dut.flr, dut.cp.ready):
-            m.d.comb += port.eq(AnySeq(len(port)))
-        with m.If(Initial()):
-            m.d.comb += Assume(ResetSignal())
 
         d = p.doorbells_per_fn
         past = {name: Signal.like(getattr(dut, name), name=f"past_{name}")
@@ -80,7 +73,6 @@ class DoorbellNoLossHarness(Elaboratable):
         past_flr_r = Signal.like(dut.flr)
         m.d.sync += past_flr_r.eq(past["flr"])      # the arbiter's registered FLR, one back
 
-        checking = ~Initial() & ~ResetSignal()
         # Stage 2 works on one function at a time, and the round-robin pointer names exactly
         # one (invariants that also help the induction).
         sel, last = dut.stage2_fn, dut.rr_last
@@ -173,4 +165,3 @@ class DoorbellNoLossHarness(Elaboratable):
                 Assert(~took | (written & (last_taken <= newest))),
                 Assert(~(undelivered & took) | (last_taken < newest)),
             ]
-        return m

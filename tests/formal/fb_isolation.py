@@ -18,32 +18,21 @@ Asserted, on the activator's active table (what accesses are judged by):
 The planted bugs below (each a subclass changing one decision) must make the proof fail.
 """
 
-from amaranth.asserts import AnySeq, Initial
-from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, ResetSignal, Signal
-from amaranth.hdl import Assert, Assume
+from amaranth.hdl import Array, Assert, Cat, Const, Mux, Signal
 
 from rtl.memory.fb_partition import ActivatorStep, FbPartition, LayoutActivator
 from rtl.common.interfaces import FbOrigin, Status
+from tests.formal import Harness
 
 __all__ = ["FbIsolationHarness", "MUTANTS"]
 
 
-class FbIsolationHarness(Elaboratable):
+class FbIsolationHarness(Harness):
     def __init__(self, params, dut_class=FbPartition):
-        self.params = params
-        self.dut = dut_class(params)
+        super().__init__(params, dut_class)
 
-    def elaborate(self, platform):
-        m = Module()
+    def properties(self, m, dut, checking):
         p = self.params
-        m.submodules.dut = dut = self.dut
-        for port in (dut.access.valid, dut.access.payload.as_value(), dut.cfg.req.valid,
-                     dut.cfg.req.payload.as_value(), dut.scrub.ready, dut.ctx_fault.valid,
-                     dut.ctx_fault.payload.as_value(), dut.flr):
-            m.d.comb += port.eq(AnySeq(len(port)))
-        with m.If(Initial()):
-            m.d.comb += Assume(ResetSignal())
-        checking = ~Initial() & ~ResetSignal()
 
         # --- The layout: the active regions are sane and disjoint ---------------------------
         g = p.granule_bits
@@ -143,7 +132,6 @@ class FbIsolationHarness(Elaboratable):
             (offset >= c_lo) & (offset < c_hi)
         with m.If(checking & dut.result.valid & (legal_vf | legal_pf | legal_ctx)):
             m.d.comb += Assert(res.status == Status.OK)
-        return m
 
 
 # --- Planted bugs: each must make the proof fail ------------------------------------------

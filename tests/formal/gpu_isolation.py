@@ -31,19 +31,19 @@ VF slices and the CSA active, a VF's access at the port, a context mover's acces
 port), so that ``mode cover`` measures the depth the BMC needs.
 """
 
-from amaranth.asserts import AnySeq, Initial
-from amaranth.hdl import Array, Assert, Assume, Cover, Elaboratable, Module, ResetSignal
+from amaranth.hdl import Array, Assert, Assume, Cover
 
 from rtl.memory.fb_partition import FbPartition
 from rtl.memory.fb_port import FbInitiator
 from rtl.top.gpu import HostKind, SriovGpu
 
 from tests.formal.fb_isolation import _LetsOverlapsThrough
+from tests.formal import Harness
 
 __all__ = ["GpuIsolationHarness", "OverlapTop", "WrongBaseTop", "TOP_MUTANTS"]
 
 
-class GpuIsolationHarness(Elaboratable):
+class GpuIsolationHarness(Harness):
     """The whole GPU with every input free, and the isolation properties at its FB port.
 
     Parameters
@@ -58,25 +58,12 @@ class GpuIsolationHarness(Elaboratable):
     """
 
     def __init__(self, params, dut_class=SriovGpu, *, steer=False, covers=False):
-        self.params = params
-        self.dut = dut_class(params)
+        super().__init__(params, dut_class)
         self.steer = steer
         self.covers = covers
 
-    def elaborate(self, platform):
-        m = Module()
+    def properties(self, m, dut, checking):
         p = self.params
-        m.submodules.dut = dut = self.dut
-        inputs = [dut.host.req.valid, dut.host.req.payload.as_value(), dut.pf_rid,
-                  dut.fb.req.ready, dut.fb.resp.valid, dut.fb.resp.payload.as_value(),
-                  dut.cp.ready, dut.engine_busy, dut.state_wr.valid,
-                  dut.state_wr.payload.as_value(), dut.state_rd.valid,
-                  dut.state_rd.payload.as_value()]
-        for value in inputs:
-            m.d.comb += value.eq(AnySeq(len(value)))
-        with m.If(Initial()):
-            m.d.comb += Assume(ResetSignal())
-        checking = ~Initial() & ~ResetSignal()
         if self.steer:
             hreq = dut.host.req.payload
             with m.If(hreq.kind == HostKind.CONFIG):
@@ -111,7 +98,7 @@ class GpuIsolationHarness(Elaboratable):
                 Cover(by_mover & inside(granule, regions[0]) & regions[1].valid &
                       regions[2].valid),
             ]
-            return m
+            return
 
         # (b) The active layout.
         for j, a in enumerate(regions):
@@ -141,7 +128,6 @@ class GpuIsolationHarness(Elaboratable):
         with m.If(by_scrub):
             for a in regions:
                 m.d.comb += Assert(~inside(granule, a))
-        return m
 
 
 # --- Planted bugs in the whole top: each must make the proof fail -------------------------

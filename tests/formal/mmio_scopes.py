@@ -18,41 +18,25 @@ A VF's copy of a word is what it reads: the memory word where its valid bit is s
 The harness sees it through a read port of its own on ``MmioDecode.mailbox``.
 """
 
-from amaranth.asserts import AnyConst, AnySeq, Initial
-from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, ResetSignal, Signal
+from amaranth.asserts import AnyConst
+from amaranth.hdl import Assert, Assume, Mux, Signal
 
 from rtl.common.interfaces import Status
 from rtl.mmio.decode import MAILBOX_WORDS, MmioDecode
 from rtl.common.regmap import Access, Scope
+from tests.formal import Harness
 
 
-class MmioScopeHarness(Elaboratable):
+class MmioScopeHarness(Harness):
     """The scope rules around an :class:`MmioDecode` (or ``dut_class``, a planted-bug
     subclass from ``mmio_mutants.py``)."""
 
     def __init__(self, params, dut_class=MmioDecode):
-        self.params = params
-        self.dut = dut_class(params)
+        super().__init__(params, dut_class)
 
-    def elaborate(self, platform):
-        m = Module()
+    def properties(self, m, dut, checking):
         p = self.params
-        m.submodules.dut = dut = self.dut
-        payload = dut.bus.req.payload.as_value()
-        load = dut.shared_load
-        m.d.comb += [
-            dut.bus.req.valid.eq(AnySeq(1)),
-            payload.eq(AnySeq(len(payload))),
-            dut.owner.eq(AnySeq(len(dut.owner))),
-            dut.owner_valid.eq(AnySeq(1)),
-            dut.flr.eq(AnySeq(len(dut.flr))),
-            load.valid.eq(AnySeq(1)),
-            load.payload.as_value().eq(AnySeq(len(load.payload.as_value()))),
-        ]
-        with m.If(Initial()):
-            m.d.comb += Assume(ResetSignal())
-        checking = ~Initial() & ~ResetSignal()
-        req, resp = dut.bus.req, dut.bus.resp
+        req, resp, load = dut.bus.req, dut.bus.resp, dut.shared_load
         rq = req.payload
         fn = rq.fn
         regmap = dut.regmap
@@ -131,4 +115,3 @@ class MmioScopeHarness(Elaboratable):
         with m.If(checking & read_a):
             m.d.comb += [Assert(resp.valid), Assert(resp.payload.status == Status.OK),
                          Assert(resp.payload.data == past_copy)]
-        return m

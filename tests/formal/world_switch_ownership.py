@@ -18,39 +18,24 @@ empties it. The invariants k-induction needs: the GPU's state (LOADED or RUNNING
 is on the GPU) and the SWAP step (the incoming ``nxt``) agree with the live set.
 """
 
-from amaranth.asserts import AnySeq, Initial
-from amaranth.hdl import Assert, Assume, Elaboratable, Cat, Module, Mux, ResetSignal, Signal
+from amaranth.hdl import Assert, Assume, Cat, Mux, Signal
 
 from rtl.world_switch.world_switch import GpuState, SeqState, WorldSwitch
+from tests.formal import Harness
 
 
-class WorldSwitchOwnershipHarness(Elaboratable):
+class WorldSwitchOwnershipHarness(Harness):
     """The ownership rules around a :class:`WorldSwitch` (or ``dut_class``, a planted-bug
     subclass from ``world_switch_mutants.py``)."""
 
     def __init__(self, params, dut_class=WorldSwitch, *, quiet=False):
-        self.params = params
-        self.dut = dut_class(params)
+        super().__init__(params, dut_class)
         #: For deep BMC runs only (the proof keeps every input free): the PF's register
         #: port, the engine-state ports and the CSA fault stay idle, so that z3 reaches a
         #: switch from reset in seconds; every trace found is still one the free inputs allow.
         self.quiet = quiet
 
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        inputs = [dut.iov_cmd.valid, dut.iov_cmd.payload.as_value(), dut.flr, dut.engine_busy,
-                  dut.has_work, dut.num_vfs, dut.vf_enable, dut.shared_in.as_value(),
-                  dut.state_wr.valid, dut.state_wr.payload.as_value(), dut.state_rd.valid,
-                  dut.state_rd.payload.as_value(),
-                  dut.cfg.req.valid, dut.cfg.req.payload.as_value(), dut.csa.as_value(),
-                  dut.ctx_fault, dut.execute_refused, dut.cntxt_refused]
-        for port in (dut.mem, dut.mem_load):
-            inputs += [port.req.ready, port.resp.valid, port.resp.payload.as_value()]
-        for value in inputs:
-            m.d.comb += value.eq(AnySeq(len(value)))
-        with m.If(Initial()):
-            m.d.comb += Assume(ResetSignal())
+    def properties(self, m, dut, checking):
         if self.quiet:
             m.d.comb += Assume(~dut.cfg.req.valid & ~dut.state_wr.valid & ~dut.state_rd.valid &
                                ~dut.ctx_fault)
@@ -58,7 +43,6 @@ class WorldSwitchOwnershipHarness(Elaboratable):
         past_valid, past_owner, past_flr = Signal(), Signal.like(dut.owner), Signal.like(dut.flr)
         m.d.sync += [past_valid.eq(dut.owner_valid), past_owner.eq(dut.owner),
                      past_flr.eq(dut.flr)]
-        checking = ~Initial() & ~ResetSignal()
         with m.If(checking & past_valid & dut.owner_valid):
             m.d.comb += Assert(dut.owner == past_owner)
         with m.If(checking & dut.owner_valid):
@@ -110,4 +94,3 @@ class WorldSwitchOwnershipHarness(Elaboratable):
                 m.d.comb += Assert(~dut.shadow_fin)
             with m.If(dut.shadow_fin & ~dut.shadow_abt & dut.ctx_valid.bit_select(dut.nxt, 1)):
                 m.d.comb += Assert(shadow_has & (shadow_fn == dut.nxt))
-        return m
