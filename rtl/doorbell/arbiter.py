@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from rtl.common.counters import saturating_counter
 from rtl.common.rr import encode, lowest_after, onehot_mux
 
 __all__ = ["DoorbellArbiter", "doorbell_write_layout", "doorbell_event_layout"]
@@ -70,7 +71,7 @@ class DoorbellArbiter(wiring.Component):
     ----------
     writes : ArrayLayout(doorbell_write_layout, doorbell_ports), in; ``write_valid`` per port
     ur : Signal(doorbell_ports), out
-    ur_count : Signal(32), out
+    ur_count : Signal(32), out (saturating)
     serve : Signal(num_fns), in
     weight : ArrayLayout(unsigned(4), num_fns), in
     num_vfs, vf_enable : in
@@ -223,9 +224,8 @@ class DoorbellArbiter(wiring.Component):
                          refused[k].eq(self.write_valid[k] & ~(live & (w.offset < d)))]
             accepted.append((ok, w.fn, w.offset[:idx_bits], w.value))
         m.d.sync += self.ur.eq(refused)
-        count = Signal(32)
-        m.d.sync += count.eq(count + sum(refused[k] for k in range(p.doorbell_ports)))
-        m.d.comb += self.ur_count.eq(count)
+        m.d.comb += self.ur_count.eq(saturating_counter(
+            m, len(self.ur_count), sum(refused[k] for k in range(p.doorbell_ports)), name="ur"))
         return accepted
 
     def _store(self, m, accepted):

@@ -5,10 +5,11 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.common.counters import saturating_counter
 from rtl.common.interfaces import ValidSignature
 from rtl.common.iov_codes import IovCommand, IovStatus, Phase
 
-__all__ = ["PhaseMeter", "HostSwitchMeter", "PhaseMeterSignature", "record_duration", "event_count",
+__all__ = ["PhaseMeter", "HostSwitchMeter", "PhaseMeterSignature", "record_duration",
            "COUNTER_WIDTH"]
 
 #: Every duration and count here is a 32-bit PF register.
@@ -28,15 +29,6 @@ def record_duration(m, strobe, cycles, clear, name):
             m.d.sync += mx.eq(cycles)
         m.d.sync += last.eq(cycles)
     return last, mx
-
-
-def event_count(m, event, clear, name):
-    """A COUNTER_WIDTH-bit count of ``event`` pulses; ``clear`` restarts it from 0, counting
-    an event in that same cycle. Wraps (one event per switch: 2**32 switches are hours at
-    any clock). Returns the count."""
-    count = Signal(COUNTER_WIDTH, name=name)
-    m.d.sync += count.eq(Mux(clear, 0, count) + event)
-    return count
 
 
 def PhaseMeterSignature():
@@ -67,7 +59,8 @@ class PhaseMeter(wiring.Component):
         PF writes that clear (what is recorded in the same cycle counts after the clear).
 
     Latency: the registers show a duration the cycle after it is recorded. Refuses
-    nothing; counts wrap at 2**32 (a phase is far shorter).
+    nothing; durations wrap at 2**32 cycles (a phase is far shorter), the switch count
+    saturates.
     """
 
     LATENCY = 1
@@ -97,8 +90,8 @@ class PhaseMeter(wiring.Component):
         last, mx = record_duration(m, ctl.switch_done, switch_count + 1, self.clear_switch_max,
                                    "switch")
         m.d.comb += [self.switch_last.eq(last), self.switch_max.eq(mx),
-                     self.switches.eq(event_count(m, ctl.switch_done, self.clear_switches,
-                                                  "switches"))]
+                     self.switches.eq(saturating_counter(
+                         m, COUNTER_WIDTH, ctl.switch_done, self.clear_switches, "switches"))]
         return m
 
 
@@ -160,5 +153,6 @@ class HostSwitchMeter(wiring.Component):
                         m.d.comb += complete.eq(1)
         last, mx = record_duration(m, complete, cycles + 1, self.clear_max, "host_switch")
         m.d.comb += [self.last.eq(last), self.max.eq(mx),
-                     self.count.eq(event_count(m, complete, self.clear_count, "host_switches"))]
+                     self.count.eq(saturating_counter(m, COUNTER_WIDTH, complete, self.clear_count,
+                                                     "host_switches"))]
         return m
