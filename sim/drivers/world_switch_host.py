@@ -7,6 +7,7 @@ from random import Random
 from rtl.world_switch.world_switch import GpuState, IovCommand, IovStatus, fcn_id, world_switch_regmap
 
 from sim.drivers.regbus import RegBusDriver, apply_shared_beat, read_engine_state, write_engine_state
+from sim.models.engine import EngineModel
 from sim.models.fbmem import FbMemoryModel
 from sim.drivers.host import ConfigDriver, enumerate_device
 from sim.drivers.iov import IovDriver
@@ -54,12 +55,10 @@ class WorldSwitchTB:
         self.ticking = _Ticking(self)
         self.regs = RegBusDriver(self.ticking, world_switch_regmap(params),
                                  prefix="ws_cfg" if integrated else "cfg")
-        self.drain = drain
-        self.drain_left = None
-        #: fn -> does the engine have work for it (default: always): it stays busy while
-        #: running that function, and the doorbell arbiter's has_work says so.
-        self.work = None
-        self.hung = False
+        #: The engine: set ``engine.work`` (fn -> has it work; default: always) and it stays
+        #: busy while running that function, and the doorbell arbiter's has_work says so;
+        #: ``engine.hung`` never drains, ``engine.drain`` is its drain time.
+        self.engine = EngineModel(drain)
         self.cycle = 0
         self.irqs = 0
         self.num_vfs = params.num_vfs if num_vfs is None else num_vfs
@@ -80,19 +79,12 @@ class WorldSwitchTB:
         tb = self.tb
         self.mem.step(tb)
         self.mem_load.step(tb)
-        if tb.get("engine_stop"):
-            if self.drain_left is None:
-                self.drain_left = self.drain
-            busy = not self.hung and self.drain_left > 0
-            if self.drain_left:
-                self.drain_left -= 1
-        else:
-            self.drain_left = None
-            busy = True if self.work is None else \
-                bool(tb.get("owner_valid")) and self.work(int(tb.get("owner")))
-        if self.work is not None:
-            tb.set("has_work", sum(1 << fn for fn in range(self.p.num_fns) if self.work(fn)))
-        tb.set("engine_busy", int(busy or self.hung))
+        engine = self.engine
+        owner = int(tb.get("owner")) if tb.get("owner_valid") else None
+        tb.set("engine_busy", int(engine.advance(tb.get("engine_stop"), owner)))
+        if engine.work is not None:
+            tb.set("has_work", sum(1 << fn for fn in range(self.p.num_fns)
+                                   if engine.has_work(fn)))
         if not self.integrated:
             tb.set("flr", sum(1 << fn for fn in flr))
         if tb.get("shared_load__valid"):
