@@ -22,7 +22,7 @@ from rtl.common.interfaces import Status
 from rtl.mmio.decode import mmio_regmap
 from rtl.world_switch.world_switch import SeqState, world_switch_regmap
 
-from sim.drivers.regbus import RegAccessError
+from sim.drivers.regbus import RegAccessError, RegisterAccess
 from sim.models.engine import Engine
 from sim.models.fbmem import FbMemoryModel
 from sim.drivers.host import rid_of
@@ -58,10 +58,11 @@ class _Op:
         return (yield self)
 
 
-class HostBus:
+class HostBus(RegisterAccess):
     """A register bus over the host port, for the register drivers (``access`` like
-    :class:`~sim.drivers.regbus.RegBusDriver`): configuration (``space="config"``) or one register
-    window of a function's register BAR, as driver ``requester`` sees it."""
+    :class:`~sim.drivers.regbus.RegBusDriver`, reads and writes by name from
+    :class:`~sim.drivers.regbus.RegisterAccess`): configuration (``space="config"``) or one
+    register window of a function's register BAR, as driver ``requester`` sees it."""
 
     def __init__(self, system, regmap, space, requester=0, target=None):
         self.system = system
@@ -78,21 +79,10 @@ class HostBus:
         address = self.system.reg_address(target, self.space, addr)
         return await self.system.mem(self.requester, address, write=write, data=data, be=be)
 
-    async def read(self, name, index=None):
-        status, value = await self.access(self.regmap.offset(name, index))
-        if status != Status.OK:
-            raise RegAccessError(f"function {self.requester} reading {name}[{index}]: {status}")
-        return value
-
-    async def read_fields(self, name, index=None):
-        return self.regmap.decode(name, await self.read(name, index))
-
-    async def write(self, name, index=None, **fields):
-        status, _ = await self.access(self.regmap.offset(name, index), write=True,
-                                      data=self.regmap.encode(name, **fields))
-        if status != Status.OK:
-            raise RegAccessError(f"function {self.requester} writing {name}[{index}]: {status}")
-        return status
+    def refused(self, status, write, name, index, fn):
+        """Every access by name is one the driver means to succeed."""
+        raise RegAccessError(f"function {self.requester} {'writing' if write else 'reading'} "
+                             f"{name}[{index}]: {status}")
 
 
 class Monitor:
