@@ -3,7 +3,7 @@
 from rtl.pcie.config_space import bar_specs, pf_config_map, vf_config_map
 from rtl.common.interfaces import REG_DATA_WIDTH, Status
 
-from sim.drivers.regbus import RegBusDriver
+from sim.drivers.regbus import RegBusDriver, RegisterAccess
 
 __all__ = ["ConfigDriver", "enumerate_device", "enumerate_and_dump", "lspci_dump", "rid_of",
            "size_bar"]
@@ -16,6 +16,21 @@ def rid_of(params, fn, pf_rid=0):
     return pf_rid if fn == 0 else pf_rid + params.first_vf_offset + (fn - 1) * params.vf_stride
 
 
+class _ConfigTable(RegisterAccess):
+    """One configuration table (the PF's or the VFs') by name, over a configuration bus: a
+    read must be answered OK; a write's status is returned (enumeration and tests write
+    where a function may refuse)."""
+
+    def __init__(self, bus, regmap):
+        self.bus, self.regmap = bus, regmap
+
+    def access(self, addr, **kwargs):
+        return self.bus.access(addr, **kwargs)
+
+    def refused(self, status, write, name, index, fn):
+        assert write, f"config read of function {fn} {name} answered {status}"
+
+
 class ConfigDriver:
     """Configuration reads and writes to any function, offsets from the config tables."""
 
@@ -25,9 +40,14 @@ class ConfigDriver:
         self.vf_map = vf_config_map(params)
         #: Anything with RegBusDriver's ``access`` (the whole GPU's host port: sim/system/system.py).
         self.bus = RegBusDriver(tb, self.pf_map, prefix) if bus is None else bus
+        self._tables = tuple(_ConfigTable(self.bus, m) for m in (self.pf_map, self.vf_map))
 
     def _map(self, fn):
-        return self.pf_map if fn == 0 else self.vf_map
+        """The register table of function ``fn``: the PF's or the VFs'."""
+        return self._table(fn).regmap
+
+    def _table(self, fn):
+        return self._tables[fn != 0]
 
     async def read_dword(self, fn, dword):
         status, value = await self.bus.access(dword, fn=fn)
@@ -38,13 +58,12 @@ class ConfigDriver:
         return status
 
     async def read(self, fn, name, index=None):
-        status, value = await self.read_dword(fn, self._map(fn).offset(name, index))
-        assert status == Status.OK, f"config read of function {fn} {name} answered {status}"
-        return self._map(fn).decode(name, value)
+        """Function ``fn``'s register ``name`` as fields (PF or VF table by ``fn``)."""
+        return await self._table(fn).read_fields(name, index, fn)
 
     async def write(self, fn, name, index=None, **fields):
-        m = self._map(fn)
-        return await self.write_dword(fn, m.offset(name, index), m.encode(name, **fields))
+        """Write fields of function ``fn``'s register ``name``; returns the status."""
+        return await self._table(fn).write(name, index, fn, **fields)
 
     async def dump(self, fn):
         """The function's 4 KiB of configuration space, as bytes (UR reads as all ones)."""

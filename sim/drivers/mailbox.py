@@ -2,10 +2,9 @@
 
 from enum import IntEnum
 
-from rtl.common.interfaces import Status
 from rtl.mmio.decode import mmio_regmap
 
-from sim.drivers.regbus import RegBusDriver
+from sim.drivers.regbus import RegBusDriver, RegisterAccess
 
 __all__ = ["VfRequest", "PfEvent", "GuestMailbox", "HostMailbox", "MailboxTimeout"]
 
@@ -31,7 +30,10 @@ class MailboxTimeout(AssertionError):
     pass
 
 
-class _Side:
+class _Side(RegisterAccess):
+    """One side of the mailbox: function ``fn``'s mailbox registers, read and written as
+    whole dwords, every access one that must succeed."""
+
     #: Reads a poll makes before it gives up.
     poll_limit = 200
 
@@ -41,15 +43,14 @@ class _Side:
         self.bus = RegBusDriver(tb, self.regmap, prefix) if bus is None else bus
         self.fn = fn
 
-    async def read(self, name, index=None):
-        status, value = await self.bus.access(self.regmap.offset(name, index), fn=self.fn)
-        assert status == Status.OK, f"function {self.fn} reading {name}: {status}"
-        return value
+    def access(self, addr, **kwargs):
+        return self.bus.access(addr, fn=self.fn, **kwargs)
 
-    async def write(self, name, value, index=None):
-        status, _ = await self.bus.access(self.regmap.offset(name, index), write=True,
-                                          data=value, fn=self.fn)
-        assert status == Status.OK, f"function {self.fn} writing {name}: {status}"
+    def refused(self, status, write, name, index, fn):
+        raise AssertionError(f"function {self.fn} {'writing' if write else 'reading'} "
+                             f"{name}: {status}")
+
+    write = RegisterAccess.write_value    # the mailbox protocol writes whole dwords
 
     async def poll(self, name, field, want, limit=None):
         f = self.regmap[name].field(field)

@@ -7,8 +7,10 @@ from random import Random
 from rtl.world_switch.world_switch import GpuState, IovCommand, IovStatus, fcn_id, world_switch_regmap
 
 from sim.drivers.regbus import RegBusDriver, apply_shared_beat, read_engine_state, write_engine_state
+from sim.models.engine import EngineModel
 from sim.models.fbmem import FbMemoryModel
 from sim.drivers.host import ConfigDriver, enumerate_device
+from sim.drivers.iov import IovDriver
 
 __all__ = ["WorldSwitchTB", "IovHost", "bring_up", "ok", "context_switch"]
 
@@ -53,12 +55,10 @@ class WorldSwitchTB:
         self.ticking = _Ticking(self)
         self.regs = RegBusDriver(self.ticking, world_switch_regmap(params),
                                  prefix="ws_cfg" if integrated else "cfg")
-        self.drain = drain
-        self.drain_left = None
-        #: fn -> does the engine have work for it (default: always): it stays busy while
-        #: running that function, and the doorbell arbiter's has_work says so.
-        self.work = None
-        self.hung = False
+        #: The engine: set ``engine.work`` (fn -> has it work; default: always) and it stays
+        #: busy while running that function, and the doorbell arbiter's has_work says so;
+        #: ``engine.hung`` never drains, ``engine.drain`` is its drain time.
+        self.engine = EngineModel(drain)
         self.cycle = 0
         self.irqs = 0
         self.num_vfs = params.num_vfs if num_vfs is None else num_vfs
@@ -79,19 +79,12 @@ class WorldSwitchTB:
         tb = self.tb
         self.mem.step(tb)
         self.mem_load.step(tb)
-        if tb.get("engine_stop"):
-            if self.drain_left is None:
-                self.drain_left = self.drain
-            busy = not self.hung and self.drain_left > 0
-            if self.drain_left:
-                self.drain_left -= 1
-        else:
-            self.drain_left = None
-            busy = True if self.work is None else \
-                bool(tb.get("owner_valid")) and self.work(int(tb.get("owner")))
-        if self.work is not None:
-            tb.set("has_work", sum(1 << fn for fn in range(self.p.num_fns) if self.work(fn)))
-        tb.set("engine_busy", int(busy or self.hung))
+        engine = self.engine
+        owner = int(tb.get("owner")) if tb.get("owner_valid") else None
+        tb.set("engine_busy", int(engine.advance(tb.get("engine_stop"), owner)))
+        if engine.work is not None:
+            tb.set("has_work", sum(1 << fn for fn in range(self.p.num_fns)
+                                   if engine.has_work(fn)))
         if not self.integrated:
             tb.set("flr", sum(1 << fn for fn in flr))
         if tb.get("shared_load__valid"):
@@ -201,37 +194,25 @@ async def context_switch(tb, params, seed=1, drain=3, overlap=False):
 
 class IovHost:
     """The hypervisor of docs/sources.md#gpu-iov-commands on the
-    :class:`~rtl.world_switch.gpu_iov.GpuIov` block: it
-    enumerates the device, then steers the world switch by writing the GPU-IOV command dword
-    (command | EXECUTE | FCN_ID << 8 | NXT_FCN_ID << 16) and polling until EXECUTE clears,
-    reading CMD_STATUS; it gives up after ``timeout`` polls and stops early on a hang."""
-
-    HANG = (IovStatus.GFX_HANG, IovStatus.SDMA_HANG)
+    :class:`~rtl.world_switch.gpu_iov.GpuIov` block: it enumerates the device, then steers
+    the world switch through :class:`~sim.drivers.iov.IovDriver` (every ``poll_every``
+    cycles, at most ``timeout`` polls, stopping early on a hang), and resets VFs."""
 
     def __init__(self, env, poll_every=4, timeout=100_000):
         self.env = env
         self.cfg = ConfigDriver(env.ticking, env.p)
-        self.poll_every = poll_every
-        self.timeout = timeout
-        self.polls = 0
+        self.iov = IovDriver(self.cfg, env.idle_cycles, poll_every=poll_every, timeout=timeout)
+
+    @property
+    def polls(self):
+        return self.iov.polls
 
     async def enumerate(self, num_vfs):
         return await enumerate_device(self.env.ticking, self.env.p, num_vfs)
 
     async def command(self, command, fn=0, nxt=0):
         """Issue a command, poll to its end; returns its CMD_STATUS."""
-        await self.cfg.write(0, "GPUIOV_CMD", COMMAND=int(command.value), EXECUTE=1,
-                             FCN_ID=fcn_id(fn), NXT_FCN_ID=fcn_id(nxt))
-        for _ in range(self.timeout):
-            await self.env.idle_cycles(self.poll_every)
-            self.polls += 1
-            status = IovStatus((await self.cfg.read(0, "GPUIOV_STATUS"))["CMD_STATUS"])
-            if status in self.HANG:
-                return status
-            if not (await self.cfg.read(0, "GPUIOV_CMD"))["EXECUTE"]:
-                return IovStatus((await self.cfg.read(0, "GPUIOV_STATUS"))["CMD_STATUS"])
-        raise AssertionError(f"{command!r}({fn}, {nxt}): EXECUTE still set after "
-                             f"{self.timeout} polls")
+        return await self.iov.command(command, fn, nxt)
 
     async def flr(self, fn):
         """Function-level reset of VF ``fn`` (Initiate FLR in its Device Control)."""

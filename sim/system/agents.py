@@ -20,9 +20,10 @@ from random import Random
 
 from rtl.common.interfaces import Status
 from rtl.params import MiB
-from rtl.world_switch.world_switch import IovCommand, IovStatus, fcn_id
+from rtl.world_switch.world_switch import IovCommand, IovStatus
 
 from sim.drivers.host import ConfigDriver, enumerate_device
+from sim.drivers.iov import IovDriver
 from sim.drivers.mailbox import GuestMailbox, HostMailbox, PfEvent, VfRequest
 from sim.system.scenario import VIOLATION_KINDS
 
@@ -42,24 +43,17 @@ class Hypervisor:
         self.active = list(range(1, sc.active_vfs + 1))
         self.cur = None
         self.flrs = sorted(sc.flr)
-        self.commands = []        # (command, fn, nxt, status, cycles from write to done)
+        # One read of GPUIOV_CMD a poll (no hang check): the report counts these requests.
+        self.iov = IovDriver(self.cfg, system.wait, poll_every=sc.poll_every,
+                             hang_check=False, cycle=lambda: system.cycle)
+        self.commands = self.iov.log  # (command, fn, nxt, status, cycles from write to done)
         #: Violation counters read just before each FLR cleared them: {kind: {vf: n}}.
         self.before_flr = {"fb_violations": {}, "reg_violations": {}, "xfn_blocked": {}}
         self.guests = []          # the guests' agents: it serves them until they are done
 
     async def command(self, command, fn=0, nxt=0):
-        start = self.sys.cycle
-        await self.cfg.write(0, "GPUIOV_CMD", COMMAND=int(command.value), EXECUTE=1,
-                             FCN_ID=fcn_id(fn), NXT_FCN_ID=fcn_id(nxt))
-        for _ in range(1_000_000):
-            await self.sys.wait(self.sc.poll_every)
-            if not (await self.cfg.read(0, "GPUIOV_CMD"))["EXECUTE"]:
-                break
-        status = IovStatus((await self.cfg.read(0, "GPUIOV_STATUS"))["CMD_STATUS"])
-        self.commands.append((command.name, fn, nxt, status.name, self.sys.cycle - start))
-        if status != IovStatus.COMMAND_DONE:
-            raise AssertionError(f"{command.name}({fn}, {nxt}) ended with {status.name}")
-        return status
+        """Run one GPU-IOV command to its end; anything but COMMAND_DONE raises."""
+        return await self.iov.command(command, fn, nxt, expect=IovStatus.COMMAND_DONE)
 
     async def init(self, vf):
         await self.command(IovCommand.INIT_GPU, vf)

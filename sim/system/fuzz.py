@@ -18,7 +18,7 @@ word (the saved contexts) carries :data:`CONTEXT_TAG`. So:
   bytes that are zero, its own or the PF's: never another VF's, never a saved context's, never
   a byte no one wrote (corruption);
 - a context comes back bit for bit: the engine checks each function's state at the start of
-  its turn (:class:`~sim.system.system.Engine`), and the reference shadows each VF's owner-shared
+  its turn (:class:`~sim.models.engine.Engine`), and the reference shadows each VF's owner-shared
   registers (GFX_STATE) through INIT (zeros), its own writes and FLRs (unknown), and checks
   every read the VF makes while it owns the GPU;
 - a command written while another runs is refused (REFUSED.EXECUTE_BUSY counts it) and
@@ -40,7 +40,8 @@ from rtl.world_switch.world_switch import GpuState, IovCommand, IovStatus, fcn_i
 
 from sim.drivers.host import ConfigDriver, enumerate_device
 from sim.drivers.iov import IovDriver
-from sim.system.system import Engine, System
+from sim.models.engine import Engine
+from sim.system.system import System
 
 __all__ = ["FUZZ_PARAMS", "CONTEXT_TAG", "tag_of", "tagged", "run", "run_body", "summary"]
 

@@ -5,15 +5,15 @@
   requests (:meth:`System.config`, :meth:`System.mem`) and waits (:meth:`System.wait`); the
   loop runs them cooperatively, one host request per cycle in the order they were made.
   They never tick the clock themselves, so the same agents run on any backend.
-- Models: the FB memory (:class:`~sim.models.fbmem.FbMemoryModel`), the command processor and GPU
-  engine (:class:`Engine`: takes every doorbell, has work per function, drains when told to
-  stop, and checks each function's engine state across world switches).
+- Models: the FB memory (:class:`~sim.models.fbmem.FbMemoryModel`), the command processor
+  and GPU engine (:class:`~sim.models.engine.Engine`: takes every doorbell, has work per
+  function, drains when told to stop, and checks each function's engine state across
+  world switches).
 - Monitors: ownership and the world-switch sequence per cycle (:class:`Monitor`), every
   doorbell from ring to delivery.
 """
 
 from collections import deque
-from random import Random
 
 from rtl.top.gpu import HostKind, gpu_regmap, reg_window
 from rtl.pcie.config_space import REG_BAR
@@ -22,11 +22,12 @@ from rtl.common.interfaces import Status
 from rtl.mmio.decode import mmio_regmap
 from rtl.world_switch.world_switch import SeqState, world_switch_regmap
 
-from sim.drivers.regbus import RegAccessError
+from sim.drivers.regbus import RegAccessError, RegisterAccess
+from sim.models.engine import Engine
 from sim.models.fbmem import FbMemoryModel
 from sim.drivers.host import rid_of
 
-__all__ = ["System", "Engine", "Monitor", "HostBus", "SimulationStall", "HostPortError"]
+__all__ = ["System", "Monitor", "HostBus", "SimulationStall", "HostPortError"]
 
 
 class SimulationStall(RuntimeError):
@@ -57,10 +58,11 @@ class _Op:
         return (yield self)
 
 
-class HostBus:
+class HostBus(RegisterAccess):
     """A register bus over the host port, for the register drivers (``access`` like
-    :class:`~sim.drivers.regbus.RegBusDriver`): configuration (``space="config"``) or one register
-    window of a function's register BAR, as driver ``requester`` sees it."""
+    :class:`~sim.drivers.regbus.RegBusDriver`, reads and writes by name from
+    :class:`~sim.drivers.regbus.RegisterAccess`): configuration (``space="config"``) or one
+    register window of a function's register BAR, as driver ``requester`` sees it."""
 
     def __init__(self, system, regmap, space, requester=0, target=None):
         self.system = system
@@ -77,114 +79,10 @@ class HostBus:
         address = self.system.reg_address(target, self.space, addr)
         return await self.system.mem(self.requester, address, write=write, data=data, be=be)
 
-    async def read(self, name, index=None):
-        status, value = await self.access(self.regmap.offset(name, index))
-        if status != Status.OK:
-            raise RegAccessError(f"function {self.requester} reading {name}[{index}]: {status}")
-        return value
-
-    async def read_fields(self, name, index=None):
-        return self.regmap.decode(name, await self.read(name, index))
-
-    async def write(self, name, index=None, **fields):
-        status, _ = await self.access(self.regmap.offset(name, index), write=True,
-                                      data=self.regmap.encode(name, **fields))
-        if status != Status.OK:
-            raise RegAccessError(f"function {self.requester} writing {name}[{index}]: {status}")
-        return status
-
-
-class Engine:
-    """The command processor and the GPU engine behind it.
-
-    Takes every doorbell the CP port offers; each adds ``work_per_doorbell`` cycles of work
-    for its function. While a function owns the GPU and has work, the engine is busy; told
-    to stop (``engine_stop``), it goes idle after ``drain`` cycles, keeping the rest of the
-    work for the function's next turn. When a function starts a turn the engine reads the
-    first ``check_words`` words of its state, which must be what it left there at its last
-    turn (zeros after INIT_GPU), then writes fresh ones: the world switch must carry every
-    function's context across everyone else's turns.
-    """
-
-    def __init__(self, params, *, drain, work_per_doorbell, check_words, seed):
-        self.p = params
-        self.drain = drain
-        self.work_per_doorbell = work_per_doorbell
-        self.check_words = min(check_words, params.ctx_words)
-        self.rng = Random(seed)
-        self.work = [0] * params.num_fns
-        self.drain_left = None
-        self.expected = {}           # fn -> words its state must hold at its next turn
-        self.errors = []
-        self.checked = 0
-        self._job = None             # (fn, phase, index, words read)
-        self._last_owner = None
-
-    def fresh_word(self):
-        """A new engine-state word, written at the start of a turn."""
-        return self.rng.getrandbits(self.p.mem_width)
-
-    def reset_fn(self, fn):
-        """INIT_GPU or FLR: the next turn of ``fn`` starts from zeros."""
-        self.expected[fn] = [0] * self.check_words
-        self.work[fn] = 0
-
-    def forget(self, fn):
-        self.expected.pop(fn, None)
-        self.work[fn] = 0
-
-    def step(self, tb, owner_valid, owner, deliveries):
-        for event in deliveries:
-            self.work[event[0]] += self.work_per_doorbell
-        if tb.get("engine_stop"):
-            if self.drain_left is None:
-                self.drain_left = self.drain
-            busy = self.drain_left > 0
-            if self.drain_left:
-                self.drain_left -= 1
-        else:
-            self.drain_left = None
-            busy = owner_valid and self.work[owner] > 0
-            if busy:
-                self.work[owner] -= 1
-        tb.set("engine_busy", int(busy))
-        # A new turn: check, then scribble, the owner's engine state.
-        if owner_valid and owner != self._last_owner and self.check_words and \
-                owner in self.expected:
-            self._job = [owner, "read", 0, []]
-        self._last_owner = owner if owner_valid else None
-        self._state_port(tb)
-
-    def _state_port(self, tb):
-        job = self._job
-        tb.set("state_rd__valid", 0)
-        tb.set("state_wr__valid", 0)
-        if job is None:
-            return
-        fn, phase, index, got = job
-        if phase == "read":
-            if index > 0:                       # the data of the read issued last cycle
-                got.append(int(tb.get("state_rdata")))
-            if index < self.check_words:
-                tb.set("state_rd__payload", {"addr": index})
-                tb.set("state_rd__valid", 1)
-                job[2] += 1
-            else:
-                self.checked += 1
-                if got != self.expected[fn]:
-                    self.errors.append(f"function {fn}: engine state {got} at the start of "
-                                       f"its turn, expected {self.expected[fn]}")
-                words = [self.fresh_word() for _ in range(self.check_words)]
-                self.expected[fn] = words
-                job[1], job[2], job[3] = "write", 0, words
-                self._state_port(tb)
-        else:
-            if index < self.check_words:
-                tb.set("state_wr__payload", {"addr": index, "data": got[index]})
-                tb.set("state_wr__valid", 1)
-                job[2] += 1
-            else:
-                self._job = None
+    def refused(self, status, write, name, index, fn):
+        """Every access by name is one the driver means to succeed."""
+        raise RegAccessError(f"function {self.requester} {'writing' if write else 'reading'} "
+                             f"{name}[{index}]: {status}")
 
 
 class Monitor:

@@ -3,9 +3,10 @@
 
 from rtl.top.gpu import HostKind
 from rtl.params import MiB
-from rtl.world_switch.world_switch import IovCommand, IovStatus, fcn_id
+from rtl.world_switch.world_switch import IovCommand
 
 from sim.drivers.host import ConfigDriver, enumerate_device
+from sim.drivers.iov import IovDriver
 from sim.system.system import System
 
 SLICE_OFFSET_UNITS, SLICE_SIZE_UNITS = 17, 8       # VF 1: 272 MiB .. 400 MiB
@@ -62,12 +63,10 @@ async def host_port(tb, params):
                             "reg": await system.bus("mmio").read("VIOL_COUNT", 1)}
 
         # The GPU-IOV sequence of docs/sources.md#gpu-iov-commands, polled; doorbells follow the owner.
+        iov = IovDriver(cfg, system.wait, poll_every=4)
+
         async def command(cmd, fn):
-            await cfg.write(0, "GPUIOV_CMD", COMMAND=int(cmd.value), EXECUTE=1,
-                            FCN_ID=fcn_id(fn), NXT_FCN_ID=0)
-            while (await cfg.read(0, "GPUIOV_CMD"))["EXECUTE"]:
-                await system.wait(4)
-            return IovStatus((await cfg.read(0, "GPUIOV_STATUS"))["CMD_STATUS"]).name
+            return (await iov.command(cmd, fn)).name
 
         seen["commands"] = [await command(IovCommand.INIT_GPU, 1),
                             await command(IovCommand.INIT_GPU, 2),

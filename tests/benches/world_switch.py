@@ -54,7 +54,7 @@ async def random_switches(tb, params, seed, switches, ready_prob=1.0, functions=
     for _ in range(switches):
         await env.scribble()
         nxt = rng.choice(fns)
-        env.drain = rng.randrange(8)
+        env.engine.drain = rng.randrange(8)
         await env.regs.write("SCHED", OVERLAP=rng.randrange(2))
         env.record_save(cur)                    # what the switch must save
         ok(await env.command(C.CONTEXT_SWITCH, cur, nxt), f"CONTEXT_SWITCH({cur}, {nxt})")
@@ -123,12 +123,12 @@ async def drain_timeout(tb, params, timeout):
     env = WorldSwitchTB(tb, params)
     await env.regs.write("DRAIN_TIMEOUT", CYCLES=timeout)
     await bring_up(env, 1)
-    env.hung = True
+    env.engine.hung = True
     status, cycles = await env.command(C.IDLE_GPU, 1)
     assert status == IovStatus.GFX_HANG, status
     assert env.irqs == 1
     assert await env.state() == (GpuState.STOPPED, 1, 0)
-    env.hung = False
+    env.engine.hung = False
     ok(await env.command(C.SAVE_GPU_STATE, 1), "SAVE after a hang")
     return {"cycles": cycles, "idle_phase": (await env.phase_last())[Phase.IDLE.value]}
 
@@ -151,11 +151,11 @@ async def flr_during(tb, params, phase, seed=1):
         expect_owner, lost = 2, 1
     elif phase == "save":
         status, _ = await env.command(C.CONTEXT_SWITCH, 1, 2,
-                                      flr_at=(env.drain + 4 + rng.randrange(beats), 1))
+                                      flr_at=(env.engine.drain + 4 + rng.randrange(beats), 1))
         expect_owner, lost = 2, 1
     elif phase == "load":
-        status, _ = await env.command(C.CONTEXT_SWITCH, 1, 2,
-                                      flr_at=(env.drain + beats + 8 + rng.randrange(beats), 2))
+        status, _ = await env.command(
+            C.CONTEXT_SWITCH, 1, 2, flr_at=(env.engine.drain + beats + 8 + rng.randrange(beats), 2))
         expect_owner, lost = None, 2
     elif phase == "running":
         ok(await env.command(C.IDLE_GPU, 1), "IDLE")
@@ -169,7 +169,7 @@ async def flr_during(tb, params, phase, seed=1):
     else:
         raise ValueError(phase)
     phases = await env.phase_last()
-    full = cost_model.phase_cycles(params, env.drain)
+    full = cost_model.phase_cycles(params, env.engine.drain)
     if phase == "drain":        # the FLR cut the drain short, then the switch went on
         assert phases[Phase.IDLE.value] < full["idle"], phases
     if phase == "save":         # the mover stopped early
@@ -219,7 +219,7 @@ async def auto_mode(tb, params, liquid, slice_cycles, cycles, idle_fns=(), work_
             return env.cycle - start[0] < work_until[1]
         return True
 
-    env.work = work
+    env.engine.work = work
     for fn in (2, 3, 4):
         ok(await env.command(C.INIT_GPU, fn), f"INIT_GPU({fn})")
     await bring_up(env, 1)

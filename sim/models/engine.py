@@ -1,0 +1,154 @@
+"""The GPU engine as the world switch sees it: :class:`EngineModel`, the one model of its
+``engine_busy`` line (work, drain, hang), for the world-switch benches
+(sim/drivers/world_switch_host.py) and, as :class:`Engine` with the command processor in
+front and a check of every function's engine state, for the whole GPU's system loop
+(sim/system/system.py): both drain the same way because they are the same code."""
+
+from random import Random
+
+__all__ = ["EngineModel", "Engine"]
+
+
+class EngineModel:
+    """An engine that runs the owner's work and needs ``drain`` cycles to go idle once told
+    to stop.
+
+    Cycle behaviour, one :meth:`advance` a cycle (before the edge), its answer driven on
+    ``engine_busy`` that cycle:
+
+    - ``engine_stop`` low: busy while the running function has work (:meth:`has_work`); a
+      busy cycle is one cycle of that function's work (:meth:`ran`). With no ``work`` the
+      engine is always busy, owner or not (a bench that does not model work).
+    - ``engine_stop`` high: busy in the first ``drain`` cycles of the stop, counting the
+      cycle it is first seen, idle from then on (``drain=0``: idle at once). Work left over
+      stays for the function's next turn; ``engine_stop`` low again re-arms the count.
+    - ``hung``: busy whatever happens (an engine that never drains, for the drain timeout).
+
+    Parameters
+    ----------
+    drain : int
+        Cycles from ``engine_stop`` to idle.
+    work : callable, optional
+        ``work(fn)`` -> whether function ``fn`` has work now; None: always.
+    """
+
+    def __init__(self, drain, work=None):
+        self.drain = drain
+        self.work = work
+        self.hung = False
+        self.drain_left = None       # cycles of the current stop still busy; None: no stop
+
+    def has_work(self, fn):
+        """Whether function ``fn`` (None: nobody owns the GPU) has work now; with no
+        ``work``, always."""
+        if self.work is None:
+            return True
+        return fn is not None and bool(self.work(fn))
+
+    def ran(self, fn):
+        """One busy cycle of ``fn``'s work went by; a model that counts work overrides it."""
+
+    def advance(self, stop, owner):
+        """One cycle: ``stop`` is ``engine_stop``, ``owner`` the running function (None: no
+        function owns the GPU). Returns whether the engine is busy this cycle."""
+        if stop:
+            if self.drain_left is None:
+                self.drain_left = self.drain
+            busy = self.drain_left > 0
+            if self.drain_left:
+                self.drain_left -= 1
+            return busy or self.hung
+        self.drain_left = None
+        busy = self.has_work(owner)
+        if busy and owner is not None:
+            self.ran(owner)
+        return busy or self.hung
+
+
+class Engine(EngineModel):
+    """The command processor and the GPU engine behind it, for the whole GPU's system loop.
+
+    Takes every doorbell the CP port offers; each adds ``work_per_doorbell`` cycles of work
+    for its function, counted down a cycle a busy cycle; busy and drain as
+    :class:`EngineModel` says (idle ``drain`` cycles after ``engine_stop``, the rest of the
+    work kept for the function's next turn). When a function starts a turn the engine reads
+    the first ``check_words`` words of its state, which must be what it left there at its
+    last turn (zeros after INIT_GPU), then writes fresh ones: the world switch must carry
+    every function's context across everyone else's turns.
+    """
+
+    def __init__(self, params, *, drain, work_per_doorbell, check_words, seed):
+        super().__init__(drain, work=lambda fn: self.pending[fn] > 0)
+        self.p = params
+        self.work_per_doorbell = work_per_doorbell
+        self.check_words = min(check_words, params.ctx_words)
+        self.rng = Random(seed)
+        self.pending = [0] * params.num_fns     # fn -> cycles of work it has left
+        self.expected = {}           # fn -> words its state must hold at its next turn
+        self.errors = []
+        self.checked = 0
+        self._job = None             # (fn, phase, index, words read)
+        self._last_owner = None
+
+    def fresh_word(self):
+        """A new engine-state word, written at the start of a turn."""
+        return self.rng.getrandbits(self.p.mem_width)
+
+    def reset_fn(self, fn):
+        """INIT_GPU or FLR: the next turn of ``fn`` starts from zeros."""
+        self.expected[fn] = [0] * self.check_words
+        self.pending[fn] = 0
+
+    def ran(self, fn):
+        """A busy cycle: one cycle less of ``fn``'s work."""
+        self.pending[fn] -= 1
+
+    def forget(self, fn):
+        """FLR: ``fn``'s work and what its state must hold are gone."""
+        self.expected.pop(fn, None)
+        self.pending[fn] = 0
+
+    def step(self, tb, owner_valid, owner, deliveries):
+        """One cycle: take ``deliveries`` (the CP's doorbells), drive ``engine_busy``, run
+        the state check of a turn that starts."""
+        for event in deliveries:
+            self.pending[event[0]] += self.work_per_doorbell
+        busy = self.advance(tb.get("engine_stop"), owner if owner_valid else None)
+        tb.set("engine_busy", int(busy))
+        # A new turn: check, then scribble, the owner's engine state.
+        if owner_valid and owner != self._last_owner and self.check_words and \
+                owner in self.expected:
+            self._job = [owner, "read", 0, []]
+        self._last_owner = owner if owner_valid else None
+        self._state_port(tb)
+
+    def _state_port(self, tb):
+        job = self._job
+        tb.set("state_rd__valid", 0)
+        tb.set("state_wr__valid", 0)
+        if job is None:
+            return
+        fn, phase, index, got = job
+        if phase == "read":
+            if index > 0:                       # the data of the read issued last cycle
+                got.append(int(tb.get("state_rdata")))
+            if index < self.check_words:
+                tb.set("state_rd__payload", {"addr": index})
+                tb.set("state_rd__valid", 1)
+                job[2] += 1
+            else:
+                self.checked += 1
+                if got != self.expected[fn]:
+                    self.errors.append(f"function {fn}: engine state {got} at the start of "
+                                       f"its turn, expected {self.expected[fn]}")
+                words = [self.fresh_word() for _ in range(self.check_words)]
+                self.expected[fn] = words
+                job[1], job[2], job[3] = "write", 0, words
+                self._state_port(tb)
+        else:
+            if index < self.check_words:
+                tb.set("state_wr__payload", {"addr": index, "data": got[index]})
+                tb.set("state_wr__valid", 1)
+                job[2] += 1
+            else:
+                self._job = None
