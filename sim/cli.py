@@ -10,7 +10,6 @@ import os
 import re
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 from rtl.params import GpuParams, ParamError

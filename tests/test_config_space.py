@@ -10,7 +10,6 @@ import pytest
 
 from rtl.pcie.config_space import BAR_INDICES
 from rtl.params import GiB, GpuParams, MiB
-from rtl.common.interfaces import Status
 from sim.runners.backend import run_amaranth, run_cocotb
 from sim.drivers.host import lspci_dump
 

@@ -9,8 +9,7 @@ from rtl.top.gpu import SriovGpu
 from rtl.params import GpuParams, MiB, ParamError
 from sim.runners.backend import run_amaranth, run_cocotb
 
-from tests.benches.gpu import (CSA_OFFSET_UNITS, CSA_SIZE_UNITS, SLICE_OFFSET_UNITS,
-                          SLICE_SIZE_UNITS)
+from tests.benches.gpu import CSA_OFFSET_UNITS, SLICE_OFFSET_UNITS, SLICE_SIZE_UNITS
 
 PARAMS = GpuParams(num_vfs=4)
 BODY = "tests.benches.gpu:host_port"

@@ -5,7 +5,7 @@ and on Verilator (the same bodies, tests/benches/gpu_isolation.py)."""
 import pytest
 
 from rtl.memory.fb_partition import LayoutRefusal
-from rtl.world_switch.world_switch import IovCommand, IovStatus, fcn_id
+from rtl.common.iov_codes import IovCommand, IovStatus, fcn_id
 from sim.runners.backend import run_amaranth, run_cocotb
 
 from tests.benches.gpu_isolation import PARAMS, SECRET, SMALL

@@ -17,15 +17,14 @@ from rtl.params import FN_WIDTH, TIMER_WIDTH
 from rtl.common.counters import saturating_counter
 from rtl.common.interfaces import REG_DATA_WIDTH, RegBusSignature, ValidSignature, region_layout
 from rtl.common.regmap import Access, Field, Register, RegisterFile, RegisterMap
+from rtl.common.iov_codes import (CSA_UNIT, CSA_UNIT_LOG2, GpuState, IovStatus, Phase, SeqState,
+                                  iov_command_layout)
 from rtl.world_switch.banks import ContextBanks, context_set_members
-from rtl.common.iov_codes import (CSA_UNIT, CSA_UNIT_LOG2, GpuState, IovCommand, IovStatus, Phase,
-                                  SeqState, fcn_id, iov_command_layout)
 from rtl.world_switch.meters import COUNTER_WIDTH, HostSwitchMeter, PhaseMeter
 from rtl.world_switch.scheduler import AutoScheduler
 from rtl.world_switch.sequencer import Sequencer
 
-__all__ = ["WorldSwitch", "IovCommand", "IovStatus", "GpuState", "Phase", "SeqState",
-           "world_switch_regmap", "fcn_id", "CSA_UNIT"]
+__all__ = ["WorldSwitch", "world_switch_regmap"]
 
 #: Width of the REFUSED register's two saturating counters.
 REFUSED_WIDTH = 16
@@ -59,7 +58,7 @@ def world_switch_regmap(params):
                   reset=params.drain_timeout),
         ), "After this many cycles of draining, IDLE_GPU ends with GFX_HANG."),
         Register("STATE", 0x04, (
-            Field("GPU_STATE", 0, 2, Access.RO, "GpuState: 0 empty, 1 loaded, 2 running, 3 stopped"),
+            Field("GPU_STATE", 0, GpuState.as_shape().width, Access.RO, "GpuState: 0 empty, 1 loaded, 2 running, 3 stopped"),
             Field("CUR_FN", 8, FN_WIDTH, Access.RO, "function whose context is on the GPU"),
             Field("OWNER_VALID", 16, 1, Access.RO, "CUR_FN owns the GPU"),
             Field("AUTO", 17, 1, Access.RO, "the hardware scheduler runs"),

@@ -1,7 +1,7 @@
 """The GPU-IOV command handshake, as a hypervisor speaks it (docs/sources.md#gpu-iov-commands): the one
 driver of it, for tests, scenarios and benchmarks alike."""
 
-from rtl.world_switch.world_switch import IovStatus, fcn_id
+from rtl.common.iov_codes import IovStatus, fcn_id
 
 __all__ = ["IovDriver", "CommandTimeout"]
 

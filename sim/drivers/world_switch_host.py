@@ -4,7 +4,8 @@ memory behind both ports, and a record of what every function's context must be.
 
 from random import Random
 
-from rtl.world_switch.world_switch import GpuState, IovCommand, IovStatus, fcn_id, world_switch_regmap
+from rtl.common.iov_codes import GpuState, IovCommand, IovStatus, fcn_id
+from rtl.world_switch.world_switch import world_switch_regmap
 
 from sim.drivers.regbus import RegBusDriver, apply_shared_beat, read_engine_state, write_engine_state
 from sim.models.engine import EngineModel

@@ -20,7 +20,7 @@ from random import Random
 
 from rtl.common.interfaces import Status
 from rtl.params import MiB
-from rtl.world_switch.world_switch import IovCommand, IovStatus
+from rtl.common.iov_codes import IovCommand, IovStatus
 
 from sim.drivers.host import ConfigDriver, enumerate_device
 from sim.drivers.iov import IovDriver

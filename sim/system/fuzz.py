@@ -36,7 +36,7 @@ from random import Random
 from rtl.pcie.config_space import pf_config_map, vf_config_map
 from rtl.common.interfaces import Status
 from rtl.params import KiB, MiB, GpuParams, ParamError
-from rtl.world_switch.world_switch import GpuState, IovCommand, IovStatus, fcn_id
+from rtl.common.iov_codes import GpuState, IovCommand, IovStatus, fcn_id
 
 from sim.drivers.host import ConfigDriver, enumerate_device
 from sim.drivers.iov import IovDriver

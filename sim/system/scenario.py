@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from rtl.params import IOV_FB_UNIT, MAX_VFS, GpuParams, MiB, ParamError
-from rtl.world_switch.world_switch import CSA_UNIT
+from rtl.common.iov_codes import CSA_UNIT
 
 __all__ = ["Scenario", "Workload", "ScenarioError", "MODES", "DEFAULT", "load",
            "from_dict", "with_", "VIOLATION_KINDS"]

@@ -20,7 +20,8 @@ from rtl.pcie.config_space import REG_BAR
 from rtl.memory.fb_partition import fb_partition_regmap
 from rtl.common.interfaces import Status
 from rtl.mmio.decode import mmio_regmap
-from rtl.world_switch.world_switch import SeqState, world_switch_regmap
+from rtl.common.iov_codes import SeqState
+from rtl.world_switch.world_switch import world_switch_regmap
 
 from sim.drivers.regbus import RegAccessError, RegisterAccess
 from sim.models.engine import Engine

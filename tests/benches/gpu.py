@@ -3,7 +3,7 @@
 
 from rtl.top.gpu import HostKind
 from rtl.params import MiB
-from rtl.world_switch.world_switch import IovCommand
+from rtl.common.iov_codes import IovCommand
 
 from sim.drivers.host import ConfigDriver, enumerate_device
 from sim.drivers.iov import IovDriver

@@ -4,7 +4,7 @@ a hypervisor and its guests would, from the public GPU-IOV facts, and returns wh
 tests/test_gpu_isolation.py says what must hold."""
 
 from rtl.params import GpuParams, KiB, MiB
-from rtl.world_switch.world_switch import IovCommand, IovStatus
+from rtl.common.iov_codes import IovCommand, IovStatus
 
 from sim.drivers.host import ConfigDriver, enumerate_device
 from sim.drivers.iov import IovDriver

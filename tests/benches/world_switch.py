@@ -3,7 +3,7 @@ sim/drivers/world_switch_host.py."""
 
 from random import Random
 
-from rtl.world_switch.world_switch import GpuState, IovCommand, IovStatus, Phase
+from rtl.common.iov_codes import GpuState, IovCommand, IovStatus, Phase
 from sim.models import cost_model
 from sim.drivers.world_switch_host import (IovHost, WorldSwitchTB, bring_up, context_switch,  # noqa: F401
                                    ok)

@@ -20,7 +20,8 @@ is on the GPU) and the SWAP step (the incoming ``nxt``) agree with the live set.
 
 from amaranth.hdl import Assert, Assume, Cat, Mux, Signal
 
-from rtl.world_switch.world_switch import GpuState, SeqState, WorldSwitch
+from rtl.common.iov_codes import GpuState, SeqState
+from rtl.world_switch.world_switch import WorldSwitch
 from tests.formal import Harness
 
 
