@@ -4,10 +4,10 @@ capability's FB layout rules: random programmed layouts, every output compared."
 from random import Random
 
 import pytest
-from amaranth.sim import Simulator
 
 from rtl.params import MiB, GpuParams
 from rtl.top.cap_mirror import FB_CONSUMED_WIDTH, CapMirror
+from tests import simulate
 
 
 def expected(p, cntxt, vf_fb, consumed, owner, owner_valid):
@@ -61,9 +61,7 @@ def test_mirror_turns_capability_fields_into_the_regions_the_partition_judges(pa
             assert (ctx.get(dut.csa.base), ctx.get(dut.csa.size), ctx.get(dut.csa.valid)) == csa
             checked.append(trial)
 
-    sim = Simulator(dut)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench, clock=False)
     assert len(checked) == 300
 
 
@@ -78,6 +76,4 @@ def test_a_csa_in_system_memory_or_of_size_zero_is_no_region():
             ctx.set(dut.cntxt.loc, loc)
             assert ctx.get(dut.layout[0].valid) == valid, (size, loc)
 
-    sim = Simulator(dut)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench, clock=False)

@@ -3,11 +3,10 @@ sources' merge and of the credits, and a random run against a Python reference."
 
 from random import Random
 
-from amaranth.sim import Simulator
-
 from rtl.common.interfaces import Status
 from rtl.memory.fb_port import HOST_TAG_WIDTH
 from rtl.top.host_answer import HostAnswer
+from tests import simulate
 
 
 class Reference:
@@ -55,13 +54,6 @@ def _resp(ctx, dut):
             ctx.get(dut.resp.payload.status.as_value()))
 
 
-def _run(dut, bench):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-
-
 def test_read_data_waits_for_a_cycle_without_a_fixed_answer_and_stops_new_requests():
     dut = HostAnswer(4)
     seen = []
@@ -79,7 +71,7 @@ def test_read_data_waits_for_a_cycle_without_a_fixed_answer_and_stops_new_reques
         _drive(ctx, dut, None, 0, (2, 0x22), 0, 0)
         seen.append((_resp(ctx, dut), ctx.get(dut.fb_done.ready), ctx.get(dut.ready)))
 
-    _run(dut, bench)
+    simulate(dut, bench)
     assert seen == [((1, 0x11, Status.UR.value), 0, 0), ((2, 0x22, Status.OK.value), 1, 1)]
 
 
@@ -108,7 +100,7 @@ def test_credits_run_out_after_exactly_credits_requests_and_a_posted_write_holds
         ready.append(ctx.get(dut.ready))
         assert ctx.get(dut.outstanding) == credits - 1
 
-    _run(dut, bench)
+    simulate(dut, bench)
     assert ready == [1, 1, 1, 0, 0, 0, 1]
 
 
@@ -158,6 +150,6 @@ def test_random_traffic_matches_the_reference_cycle_by_cycle():
             cycles.append(cycle)
             await ctx.tick()
 
-    _run(dut, bench)
+    simulate(dut, bench)
     assert len(cycles) == 3000
     assert all(seen.values()), seen                 # every case was exercised

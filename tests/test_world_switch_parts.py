@@ -5,7 +5,6 @@ block's behaviour is tests/test_world_switch.py's."""
 from random import Random
 
 import pytest
-from amaranth.sim import Simulator
 
 import rtl.world_switch.meters as meters
 import rtl.world_switch.scheduler as scheduler
@@ -16,17 +15,11 @@ from rtl.world_switch.meters import HostSwitchMeter, PhaseMeter
 from rtl.world_switch.save_restore import CtxOp
 from rtl.world_switch.scheduler import AutoScheduler
 from rtl.world_switch.sequencer import Sequencer
+from tests import simulate
 from tests.formal.world_switch_mutants import MUTANTS
 
 PARAMS = GpuParams(num_vfs=4, shared_regs=4, ctx_words=16)
 MASK32 = (1 << 32) - 1
-
-
-def _simulate(dut, bench):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
 
 
 # --- PhaseMeter ------------------------------------------------------------------------------
@@ -84,7 +77,7 @@ def _phase_meter_run(seed, cycles=1500):
                 mismatches.append((t, got, want))
                 return
 
-    _simulate(dut, bench)
+    simulate(dut, bench)
     return mismatches
 
 
@@ -158,7 +151,7 @@ def _host_meter_run(dut_class, seed, commands=400):
                 step = 0
         result.update(count=(ctx.get(dut.count), count), last=(ctx.get(dut.last), last))
 
-    _simulate(dut, bench)
+    simulate(dut, bench)
     return result
 
 
@@ -223,7 +216,7 @@ def _scheduler_run(seed, cycles=1500):
             slice_count = 0 if restart else slice_count + tick
             await ctx.tick()
 
-    _simulate(dut, bench)
+    simulate(dut, bench)
     return mismatches
 
 
@@ -350,7 +343,7 @@ def _sequencer_run(sequencer_class, seed, commands=150):
                                    (ref.state, ref.cur)))
                 return
 
-    _simulate(dut, bench)
+    simulate(dut, bench)
     return mismatches, seen
 
 
@@ -451,7 +444,7 @@ def _banks_run(seed):
             got_state.append(ctx.get(dut.state_rdata))
         out.update(shared=shared, state=state, got_state=got_state)
 
-    _simulate(dut, bench)
+    simulate(dut, bench)
     return out
 
 
