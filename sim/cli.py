@@ -338,10 +338,19 @@ def cmd_report(args):
     raw = run(sc, args.backend, progress=_progress(sc.run_cycles + 2000))
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    summary = report.summarize(raw)
+    # The raw run is worth keeping even when it measured nothing: it shows why.
+    write_output(out / "run.json", json.dumps(raw) + "\n")
+    try:
+        summary = report.summarize(raw)
+    except report.ReportError as err:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+        # Not a report: one line saying what is wrong and what to change; status 1.
+        print(f"wrote {out / 'run.json'}")
+        print(f"sriov-gpu: error: {err}", file=sys.stderr)
+        return 1
     print(report.table(summary))
     report.write_json(summary, out / "report.json")
-    write_output(out / "run.json", json.dumps(raw) + "\n")
     written = [out / "report.json", out / "run.json"]
     if pool:
         report.plot_timeline(raw, out / "timeline.png")
@@ -388,6 +397,9 @@ def cmd_sweep(args):
     print(sweep.table(rows))
     write_output(args.csv, sweep.to_csv(rows))
     print(f"wrote {args.csv}; {time.monotonic() - t0:.1f} s")
+    for sc, row in zip(scenarios, rows):
+        for problem in row["problems"]:
+            print(f"sriov-gpu: error: point {sc.name}: {problem}", file=sys.stderr)
     return 1 if any(r["errors"] for r in rows) else 0
 
 

@@ -175,3 +175,21 @@ def test_output_files_get_their_folder_created(tmp_path):
     path = tmp_path / "new" / "deeper" / "rows.json"
     write_output(path, "[]")
     assert path.read_text() == "[]"
+
+
+def test_report_of_a_run_that_measured_nothing_exits_1_with_one_line_naming_the_fix(tmp_path):
+    from sim.system.scenario import DEFAULT, with_
+    # Traffic ends at cycle 1, long before the hypervisor's set-up does: no guest requests.
+    nothing = with_(DEFAULT, name="nothing", num_vfs=4, active_vfs=2, per_vf={}, run_cycles=1)
+    scenario = tmp_path / "nothing.json"
+    scenario.write_text(json.dumps(nothing.to_dict()))
+    out = tmp_path / "out"
+    proc = run("report", str(scenario), "--no-plots", "-o", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert errors[0].startswith("sriov-gpu: error: no guest made a request")
+    assert errors[0].endswith("raise run_cycles")
+    # No report, but the raw run that shows why.
+    assert not (out / "report.json").exists() and (out / "run.json").exists()
+    assert "world switch (cycles)" not in proc.stdout

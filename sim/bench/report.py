@@ -7,6 +7,10 @@ guests did, next to what the PF's counters say), mailbox init-access latency, th
 fill before each region is activated (SCRUB_LAST next to the model), and every error the
 checkers found. :func:`table` prints it; :func:`plot_timeline` and
 :func:`plot_cost` draw the ownership timeline and the cost against context size and width.
+
+A run that measured nothing (no guest request after set-up, no world switch among several
+VMs) or gives an impossible figure (a GPU share above 100 %) is not a report:
+:func:`summarize` raises :class:`ReportError`, naming what is wrong and what to change.
 """
 
 import json
@@ -17,12 +21,28 @@ from rtl.params import MiB, size_text
 from sim.models import cost_model
 from sim.system.scenario import VIOLATION_KINDS, from_dict
 
-__all__ = ["summarize", "table", "write_json", "plot_timeline", "plot_cost", "cost_points"]
+__all__ = ["summarize", "problems", "gpu_share", "ReportError", "table", "write_json",
+           "plot_timeline", "plot_cost", "cost_points"]
 
 PHASES = ("idle", "save", "load", "overlap", "run")
 #: Which PF counter counts each kind of violation.
 COUNTER_OF = {"fb_outside_slice": "fb_violations", "pf_only_register": "reg_violations",
               "other_vf_doorbell": "xfn_blocked"}
+
+
+class ReportError(ValueError):
+    """The run measured nothing, or a figure it gives is impossible.
+
+    The message is one line: what is wrong and what to change (for example: raise
+    ``run_cycles``). :attr:`problems` lists every problem found, the first being the message.
+    """
+
+    def __init__(self, problems):
+        super().__init__(problems[0])
+        self.problems = list(problems)
+
+    def __reduce__(self):                       # whole, across a worker process's pipe
+        return type(self), (self.problems,)
 
 
 def _stats(values, mhz):
@@ -33,7 +53,117 @@ def _stats(values, mhz):
             "us": {"min": lo / mhz, "median": mid / mhz, "max": hi / mhz}}
 
 
-def summarize(raw):
+def gpu_share(raw):
+    """Each active VF's share of the cycles after the hypervisor's set-up.
+
+    The cycles a VF owned the GPU (the timeline's ``own`` segments: ``owner_valid`` with
+    ``owner`` = the VF, outside a world switch), from ``raw["hv"]["setup_done"]`` on, over
+    the cycles from then to the end of the run. A VF's drain phase counts as switching, not
+    as owning.
+
+    Parameters
+    ----------
+    raw : dict
+        A raw run, :func:`sim.system.run.run`; reads ``cycles``, ``hv["setup_done"]``,
+        ``segments`` and ``guests``.
+
+    Returns
+    -------
+    dict
+        VF (a string, as in ``raw["guests"]``) -> fraction; every fraction 0 when set-up
+        never finished or the run ended with it.
+    """
+    start = raw["hv"].get("setup_done")
+    span = raw["cycles"] - start if start is not None else 0
+    owned = {vf: 0 for vf in raw["guests"]}
+    for begin, end, kind, fn in raw["segments"]:
+        if kind == "own" and str(fn) in owned and span > 0:
+            owned[str(fn)] += max(0, end - max(begin, start))
+    return {vf: n / span if span > 0 else 0.0 for vf, n in owned.items()}
+
+
+#: What a guest's tally counts as a request to the GPU (doorbells, FB and register
+#: accesses, legal or not); the mailbox's init access is set-up, not a request.
+REQUESTS = ("doorbells", "fb_reads", "fb_writes", "reg_reads", *VIOLATION_KINDS)
+#: Above this a share, or the sum of shares, is impossible (not a rounding error).
+FULL_SHARE = 1.0
+
+
+def problems(raw, share):
+    """Why a run is no report: it measured nothing, or a figure is impossible.
+
+    Checked in this order: set-up never finished; no guest made a request after set-up; no
+    world switch although several VMs share the GPU; a GPU share above 100 %; shares adding
+    up to more than 100 %. Independent of how ``run_cycles`` is counted: it reads
+    ``raw["hv"]["setup_done"]`` and the guests' tallies.
+
+    Parameters
+    ----------
+    raw : dict
+        A raw run (:func:`sim.system.run.run`).
+    share : dict
+        VF -> fraction, :func:`gpu_share` of ``raw``.
+
+    Returns
+    -------
+    list of str
+        One line each, naming what is wrong and what to change; empty for a run that
+        measured something.
+    """
+    sc = from_dict(raw["scenario"])
+    cycles, start = raw["cycles"], raw["hv"].get("setup_done")
+    out = []
+    if start is None:
+        return [f"the hypervisor's set-up did not finish in the {cycles} cycles simulated: "
+                f"the run measured nothing"]
+    requests = sum(g.get("tally", {}).get(kind, 0) for g in raw["guests"].values()
+                   for kind in REQUESTS)
+    if not requests:
+        idle = all(not (w.doorbell_every or w.fb_every or w.reg_every)
+                   for w in map(sc.workload_of, range(1, sc.active_vfs + 1)))
+        out.append("no VM has work: give a workload a doorbell_every, fb_every or reg_every "
+                   "above 0" if idle else
+                   f"no guest made a request (doorbell, FB or register access) after set-up, "
+                   f"which finished at cycle {start} (run_cycles={sc.run_cycles}): raise "
+                   f"run_cycles")
+    if sc.active_vfs > 1 and not raw["switches"]:
+        out.append(f"no world switch among {sc.active_vfs} VMs in the {cycles - start} "
+                   f"cycles after set-up (cycle {start} to {cycles}; time slice "
+                   f"{sc.time_slice}): raise run_cycles or lower time_slice")
+    over = {vf: x for vf, x in share.items() if x > FULL_SHARE}
+    if over:
+        vf, x = next(iter(over.items()))
+        out.append(f"VF {vf} has a GPU share of {x:.1%}, above 100 %: the ownership timeline "
+                   f"(run.json segments) gives it more cycles than the run had after set-up; "
+                   f"a bug in the model, not the scenario")
+    if sum(share.values()) > FULL_SHARE:
+        out.append(f"the GPU shares add up to {sum(share.values()):.1%}, above 100 %: the "
+                   f"ownership timeline gives the GPU to two VFs at once; a bug in the model, "
+                   f"not the scenario")
+    return out
+
+
+def summarize(raw, strict=True):
+    """The numbers of the report, from a raw run.
+
+    Parameters
+    ----------
+    raw : dict
+        A raw run, :func:`sim.system.run.run`.
+    strict : bool
+        Whether a run that measured nothing, or an impossible figure, raises (the report);
+        if not, the summary's ``problems`` lists them (a sweep, which reports every point).
+
+    Returns
+    -------
+    dict
+        The keys docs/report.md lists under report.json.
+
+    Raises
+    ------
+    ReportError
+        With ``strict``: :func:`problems` found any.
+    """
     sc = from_dict(raw["scenario"])
     params = sc.params()
     mhz = sc.clock_mhz
@@ -57,9 +187,7 @@ def summarize(raw):
         model_note = "exact for a memory that is always ready"
 
     cycles = raw["cycles"]
-    start = raw["hv"].get("setup_done", 0)
-    span = max(cycles - start, 1)
-    share = {vf: raw["owned"].get(vf, 0) / span for vf in raw["guests"]}
+    share = gpu_share(raw)
 
     latency = {}
     for vf in raw["guests"]:
@@ -82,6 +210,9 @@ def summarize(raw):
     for kind, v in violations.items():
         if v["made"] != v["counted"]:
             errors.append(f"{kind}: guests made {v['made']}, the PF counted {v['counted']}")
+    found = problems(raw, share)
+    if strict and found:
+        raise ReportError(found)
     return {
         "scenario": raw["scenario"], "backend": raw["backend"], "cycles": cycles,
         "context": {"bytes": params.ctx_bytes, "beats": params.ctx_beats,
@@ -94,7 +225,7 @@ def summarize(raw):
         "violations": violations, "init_access_cycles": init,
         "scrub": _scrub(sc, params, counters),
         "context_checks": raw["engine"]["checked"], "counters": counters,
-        "errors": errors,
+        "errors": errors, "problems": found,
     }
 
 
