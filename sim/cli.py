@@ -334,7 +334,7 @@ def cmd_report(args):
     if not args.no_plots:
         # The cost plot's measured points simulate the world switch alone, meanwhile.
         pool = ProcessPoolExecutor(max_workers=1)
-        points = pool.submit(report.cost_points)
+        points = pool.submit(report.cost_points, sc)
     raw = run(sc, args.backend, progress=_progress(sc.run_cycles + 2000))
     if sys.stderr.isatty():
         print(file=sys.stderr)
@@ -355,11 +355,7 @@ def cmd_report(args):
     if pool:
         report.plot_timeline(raw, out / "timeline.png")
         sw = summary["phases"].get("switch (hardware)")
-        scenario_point = None
-        # Its point belongs on the plot when it is one of the plotted model's (serial,
-        # drain 4, latency 10).
-        if sw and sc.mode != "overlapped" and sc.mem_latency == 10 and sc.engine_drain == 4:
-            scenario_point = (sc.params().ctx_bytes, sc.mem_width, sw["median"])
+        scenario_point = sw and (sc.params().ctx_bytes, sw["median"])
         report.plot_cost(points.result(), out / "cost.png", scenario_point)
         pool.shutdown()
         written += [out / "timeline.png", out / "cost.png"]

@@ -1,12 +1,12 @@
-"""The report refuses a run that measured nothing or gives an impossible figure, and
-computes the GPU share from the timeline after set-up. Checked on hand-made raw runs, against
-numbers worked out by hand."""
+"""The report refuses a run that measured nothing or gives an impossible figure, computes
+the GPU share from the timeline after set-up, and draws the cost plot for the scenario's own
+parameters. Checked on hand-made raw runs, against numbers worked out by hand."""
 
 import pickle
 
 import pytest
 
-from sim.bench.report import ReportError, gpu_share, summarize
+from sim.bench.report import ReportError, cost_points, gpu_share, plot_cost, summarize
 from sim.system.scenario import DEFAULT, Workload, with_
 
 #: The hand-made run: the hypervisor's set-up ends at this cycle ...
@@ -120,3 +120,28 @@ def test_a_report_error_crosses_a_process_boundary_whole():
     err = ReportError(["first problem", "second problem"])
     back = pickle.loads(pickle.dumps(err))
     assert str(back) == "first problem" and back.problems == ["first problem", "second problem"]
+
+
+#: The built-in scenario's context: 16 shared registers in 4 beats + 64 words, at W = 128.
+BEATS = 4 + 64
+CTX_BYTES = BEATS * 16
+
+
+@pytest.mark.parametrize("mode, latency, drain, cycles", [
+    # serial: D + 1 + (B + 4) + (B + L + 3) + 1 = 9 + 1 + 72 + 91 + 1
+    ("host", 20, 9, 9 + 2 * BEATS + 20 + 9),
+    # overlapped on one FB port: idle D + 1, overlap 2B + L + 2, run 4 shared beats + 1
+    ("overlapped", 20, 9, (9 + 1) + (2 * BEATS + 20 + 2) + (4 + 1)),
+])
+def test_cost_plot_is_the_model_at_the_scenario_s_latency_drain_and_mode(tmp_path, mode,
+                                                                         latency, drain,
+                                                                         cycles):
+    sc = with_(DEFAULT, mode=mode, mem_latency=latency, engine_drain=drain, clock_mhz=250.0)
+    points = cost_points(sc, measured_sizes=())
+    assert (CTX_BYTES, cycles) in points["curves"][128]
+    assert (points["latency"], points["drain"], points["mode"]) == (latency, drain, mode)
+    # Twice the width: about half the beats for a large context (1 MiB: 65536 at W = 128).
+    big = dict(points["curves"][128])[1 << 20], dict(points["curves"][256])[1 << 20]
+    assert big[1] < big[0] * 0.51
+    plot_cost(points, tmp_path / "cost.png", (CTX_BYTES, cycles))
+    assert (tmp_path / "cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -16,7 +16,7 @@ VMs) or gives an impossible figure (a GPU share above 100 %) is not a report:
 import json
 from statistics import median
 
-from rtl.params import MiB, size_text
+from rtl.params import KiB, MiB, size_text
 
 from sim.models import cost_model
 from sim.system.scenario import VIOLATION_KINDS, from_dict
@@ -333,39 +333,124 @@ def plot_timeline(raw, path):
     plt.close(fig)
 
 
-def cost_points(measured_sizes=(1024, 4096), widths=(64, 128, 256, 512), latency=10):
-    """Model curves and simulated points of the serial world-switch cost by size and width."""
-    from sim.bench.world_switch import SIZES, point
-    curves = {w: [(size, point(size, w, latency, False)["serial_total_model"]) for size in SIZES]
-              for w in widths}
-    measured = [(size, w, point(size, w, latency, True, modes=("serial",))["serial_total_measured"])
-                for size in measured_sizes for w in widths]
-    return {"latency": latency, "curves": curves, "measured": measured}
+#: Context sizes the cost plot's model lines run through, bytes: 1 KiB to 1 MiB, doubling.
+CURVE_SIZES = tuple(KiB << k for k in range(11))
+#: Context sizes simulated for the cost plot (the world-switch block alone), bytes.
+MEASURED_SIZES = (1 * KiB, 4 * KiB)
+#: Memory widths the cost plot compares with the scenario's, bits.
+CURVE_WIDTHS = (64, 128, 256, 512)
+
+
+def _params_at(base, size, width):
+    """``base`` with a context of ``size`` bytes at ``width`` bits (16 shared registers and
+    engine state), or None if ``size`` is not a whole number of beats with room for state."""
+    at_width = base.with_(mem_width=width)
+    beat = width // 8
+    words = size // beat - at_width.shared_beats
+    if size % beat or words < 1:
+        return None
+    return at_width.with_(ctx_words=words)
+
+
+def _model_switch(params, drain, mode):
+    """The model's cycles of one world switch in ``mode`` on the whole GPU (None: none)."""
+    if mode == "overlapped":
+        return cost_model.one_port_overlapped_phase_cycles(params, drain)["switch"]
+    return cost_model.switch_cycles(params, drain)
+
+
+def cost_points(sc, measured_sizes=MEASURED_SIZES, widths=CURVE_WIDTHS):
+    """The cost plot's data for scenario ``sc``: the model against context size, and the
+    block alone simulated at a few sizes.
+
+    Every line is at the scenario's memory latency, engine drain, reads in flight and mode
+    (serial, or overlapped on the whole GPU's one FB port), one per width (``widths`` and
+    the scenario's). The simulated points are serial switches of the world-switch block at
+    the scenario's width; there are none in overlapped mode, where the block alone (a port
+    for each mover) is not the whole GPU.
+
+    Parameters
+    ----------
+    sc : Scenario
+        The scenario reported.
+    measured_sizes : sequence of int
+        Context sizes to simulate, bytes.
+    widths : sequence of int
+        Memory widths to draw model lines for, bits.
+
+    Returns
+    -------
+    dict
+        ``mode``, ``latency``, ``drain``, ``outstanding``, ``width`` (the scenario's),
+        ``clock_mhz``; ``curves``: width -> [(bytes, cycles)]; ``measured``:
+        [(bytes, width, cycles)].
+    """
+    from sim.bench.world_switch import point
+    base = sc.params()
+    drain, latency = sc.engine_drain, sc.mem_latency
+    sizes = sorted({*CURVE_SIZES, base.ctx_bytes})
+    curves = {}
+    for w in sorted({*widths, sc.mem_width}):
+        at = ((size, _params_at(base, size, w)) for size in sizes)
+        curve = [(size, _model_switch(p, drain, sc.mode)) for size, p in at if p]
+        curves[w] = [(size, c) for size, c in curve if c is not None]
+    measured = []
+    if sc.mode != "overlapped":
+        for size in measured_sizes:
+            row = point(size, sc.mem_width, latency, True, modes=("serial",), drain=drain,
+                        outstanding=base.mem_outstanding)
+            measured.append((size, sc.mem_width, row["serial_total_measured"]))
+    return {"mode": sc.mode, "latency": latency, "drain": drain,
+            "outstanding": base.mem_outstanding, "width": sc.mem_width,
+            "clock_mhz": sc.clock_mhz, "curves": curves, "measured": measured}
 
 
 def plot_cost(points, path, scenario_point=None):
-    """World-switch cycles against context size, a line per width (model), dots measured."""
+    """World-switch time against context size: a model line per width (the scenario's
+    drawn bold), the simulated points on it, and the scenario's measured switch.
+
+    Parameters
+    ----------
+    points : dict
+        :func:`cost_points`.
+    path : path-like
+        The PNG to write.
+    scenario_point : tuple, optional
+        (context bytes, cycles) of the scenario's measured median switch (hardware).
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    mhz = points["clock_mhz"]
     fig, ax = plt.subplots(figsize=(8, 5))
     for k, (w, curve) in enumerate(sorted(points["curves"].items())):
+        ours = w == points["width"]
         colour = f"C{k}"
-        ax.plot([c[0] for c in curve], [c[1] for c in curve], color=colour,
-                label=f"model, W = {w}")
-        got = [(s, c) for s, mw, c in points["measured"] if mw == w]
+        ax.plot([c[0] for c in curve], [c[1] / mhz for c in curve], color=colour,
+                linewidth=2.5 if ours else 1, alpha=1 if ours else 0.6,
+                label=f"model, W = {w}" + (" (this scenario)" if ours else ""))
+        got = [(size, c) for size, mw, c in points["measured"] if mw == w]
         if got:
-            ax.scatter([g[0] for g in got], [g[1] for g in got], color=colour, zorder=3,
-                       label=f"measured, W = {w}")
+            ax.scatter([g[0] for g in got], [g[1] / mhz for g in got], color=colour, zorder=3,
+                       label=f"simulated, world-switch block, W = {w}")
     if scenario_point:
-        size, w, cycles = scenario_point
-        ax.scatter([size], [cycles], marker="*", s=160, color="black", zorder=4,
-                   label=f"this scenario (W = {w})")
+        size, cycles = scenario_point
+        ax.scatter([size], [cycles / mhz], marker="*", s=160, color="black", zorder=4,
+                   label=f"this scenario, measured ({size_text(size)})")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("context size, bytes")
-    ax.set_ylabel("serial world switch, cycles")
-    ax.set_title(f"World-switch cost (drain 4, memory latency {points['latency']})")
+    ticks = CURVE_SIZES[::2]
+    ax.set_xticks(ticks, [size_text(t) for t in ticks])
+    ax.set_xlabel("context size")
+    overlapped = points["mode"] == "overlapped"
+    ax.set_ylabel(f"{'overlapped' if overlapped else 'serial'} world switch, "
+                  f"\N{MICRO SIGN}s at {mhz:g} MHz")
+    how = "overlapped, one FB port" if overlapped else "serial"
+    ax.set_title(f"World-switch cost, {how}\ndrain {points['drain']}, memory latency "
+                 f"{points['latency']}, {points['outstanding']} reads in flight", fontsize=11)
+    if not any(points["curves"].values()):
+        ax.text(0.5, 0.5, "no model: the read window binds (reads in flight <= latency)",
+                transform=ax.transAxes, ha="center")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -36,22 +36,24 @@ def params_for(size, width, latency, outstanding=128):
     return base.with_(ctx_words=words)
 
 
-def point(size, width, latency, measure, modes=("serial", "overlap")):
-    """One row: model (and measured, if ``measure``) phase cycles, serial and overlapped."""
-    params = params_for(size, width, latency)
+def point(size, width, latency, measure, modes=("serial", "overlap"), drain=DRAIN,
+          outstanding=128):
+    """One row: model (and measured, if ``measure``) phase cycles, serial and overlapped,
+    with an engine that drains in ``drain`` cycles and ``outstanding`` reads in flight."""
+    params = params_for(size, width, latency, outstanding)
     beats = cost_model.bandwidth_bound(params)
     row = {"size": size, "width": width, "latency": latency, "beats": beats,
-           "serial_model": cost_model.phase_cycles(params, DRAIN),
-           "serial_total_model": cost_model.switch_cycles(params, DRAIN),
-           "overlap_model": cost_model.overlapped_phase_cycles(params, DRAIN),
-           "overlap_total_model": cost_model.overlapped_switch_cycles(params, DRAIN),
-           "serial_bound": DRAIN + 2 * beats + latency,
-           "overlap_bound": DRAIN + beats + latency}
+           "serial_model": cost_model.phase_cycles(params, drain),
+           "serial_total_model": cost_model.switch_cycles(params, drain),
+           "overlap_model": cost_model.overlapped_phase_cycles(params, drain),
+           "overlap_total_model": cost_model.overlapped_switch_cycles(params, drain),
+           "serial_bound": drain + 2 * beats + latency,
+           "overlap_bound": drain + beats + latency}
     if measure:
         for mode in modes:
             overlap = mode == "overlap"
             got = run_amaranth("world_switch", params, "sim.drivers.world_switch_host:context_switch",
-                               drain=DRAIN, overlap=overlap)
+                               drain=drain, overlap=overlap)
             row[f"{mode}_measured"] = dict(zip(("idle", "save", "load", "run"), got["phases"]))
             row[f"{mode}_total_measured"] = got["switch"]
     return row
