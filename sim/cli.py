@@ -256,7 +256,20 @@ def cmd_bench_doorbell(args):
 def cmd_bench_switch(args):
     """World switch: cycles by phase, serial and overlapped, against the analytic model."""
     from sim.bench import world_switch as bench
-    rows = bench.run(args.sizes, args.widths, args.latencies, args.measure_upto, args.jobs)
+    t0 = time.monotonic()
+
+    def on_point(row, done, total):
+        # A line per finished point, on a terminal or not: a large point runs for minutes.
+        print(f"bench-switch: {done}/{total} points, {bench.size_label(row['size'])} x "
+              f"{row['width']} bit, L {row['latency']}, {time.monotonic() - t0:.0f} s",
+              file=sys.stderr, flush=True)
+    failure = None
+    try:
+        rows = bench.run(args.sizes, args.widths, args.latencies, args.measure_upto, args.jobs,
+                         on_point=on_point)
+    except bench.PointFailed as err:
+        # Keep what was measured: the finished rows, then the error.
+        failure, rows = err, err.rows
     print(f"World switch (CONTEXT_SWITCH), engine drain {bench.DRAIN} cycles, memory always "
           f"ready, 128 reads in flight; cycles")
     print(bench.table(rows))
@@ -274,6 +287,10 @@ def cmd_bench_switch(args):
     if args.json:
         write_output(args.json, json.dumps(rows, indent=2))
         print(f"wrote {args.json}")
+    if failure:
+        print(f"sriov-gpu: error: {failure} ({len(rows)} finished points kept above)",
+              file=sys.stderr)
+        return 1
     return 1 if bad else 0
 
 

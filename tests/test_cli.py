@@ -193,3 +193,48 @@ def test_report_of_a_run_that_measured_nothing_exits_1_with_one_line_naming_the_
     # No report, but the raw run that shows why.
     assert not (out / "report.json").exists() and (out / "run.json").exists()
     assert "world switch (cycles)" not in proc.stdout
+
+
+def test_bench_switch_prints_a_line_per_finished_point(capsys):
+    assert main(["bench-switch", "--sizes", "1KiB", "4KiB", "--widths", "128", "--latencies",
+                 "10", "--measure-upto", "0", "--jobs", "1"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.rsplit(",", 1)[0] for line in lines] == [
+        "bench-switch: 1/2 points, 1 KiB x 128 bit, L 10",
+        "bench-switch: 2/2 points, 4 KiB x 128 bit, L 10"]
+
+
+def test_bench_switch_keeps_the_finished_rows_when_a_point_fails(tmp_path, capsys, monkeypatch):
+    from sim.bench import world_switch
+    real = world_switch.point
+
+    def point(size, *args, **kwargs):
+        if size == 4 << 10:
+            raise RuntimeError("the simulator fell over")
+        return real(size, *args, **kwargs)
+    monkeypatch.setattr(world_switch, "point", point)
+    out_json = tmp_path / "switch.json"
+    assert main(["bench-switch", "--sizes", "1KiB", "4KiB", "16KiB", "--widths", "128",
+                 "--latencies", "10", "--measure-upto", "0", "--jobs", "1",
+                 "--json", str(out_json)]) == 1
+    out, err = capsys.readouterr()
+    [kept] = json.loads(out_json.read_text())
+    assert kept["size"] == 1 << 10
+    assert "   1 KiB  128   10 |" in out and "   4 KiB" not in out
+    assert err.splitlines()[-1] == ("sriov-gpu: error: point 4 KiB x 128 bit, L 10 failed: "
+                                    "RuntimeError: the simulator fell over (1 finished points "
+                                    "kept above)")
+
+
+def test_the_bench_s_command_limit_outlasts_a_1_mib_switch_and_its_drain_timeout():
+    from rtl.params import MiB
+    from sim.bench.world_switch import params_for
+    from sim.drivers.world_switch_host import command_limit
+    params = params_for(1 * MiB, 128, 10)
+    # 1 MiB at W = 128 is 65536 beats each way; the drain may last the 4096-cycle timeout:
+    # 4096 + 1 + (65536 + 4) + (65536 + 10 + 3) + 1 cycles, beyond the old fixed 100000.
+    longest = 4096 + 1 + (65536 + 4) + (65536 + 10 + 3) + 1
+    assert params.drain_timeout == 4096
+    assert command_limit(params, drain=4) > longest
+    # A memory ready half the cycles takes about twice as long.
+    assert command_limit(params, drain=4, ready_prob=0.5) > 2 * longest
