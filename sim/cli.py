@@ -15,7 +15,7 @@ from pathlib import Path
 from rtl.params import GpuParams, ParamError
 from sim.system.scenario import ScenarioError
 
-__all__ = ["main"]
+__all__ = ["main", "Progress"]
 
 _UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
           "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
@@ -256,7 +256,20 @@ def cmd_bench_doorbell(args):
 def cmd_bench_switch(args):
     """World switch: cycles by phase, serial and overlapped, against the analytic model."""
     from sim.bench import world_switch as bench
-    rows = bench.run(args.sizes, args.widths, args.latencies, args.measure_upto, args.jobs)
+    t0 = time.monotonic()
+
+    def on_point(row, done, total):
+        # A line per finished point, on a terminal or not: a large point runs for minutes.
+        print(f"bench-switch: {done}/{total} points, {bench.size_label(row['size'])} x "
+              f"{row['width']} bit, L {row['latency']}, {time.monotonic() - t0:.0f} s",
+              file=sys.stderr, flush=True)
+    failure = None
+    try:
+        rows = bench.run(args.sizes, args.widths, args.latencies, args.measure_upto, args.jobs,
+                         on_point=on_point)
+    except bench.PointFailed as err:
+        # Keep what was measured: the finished rows, then the error.
+        failure, rows = err, err.rows
     print(f"World switch (CONTEXT_SWITCH), engine drain {bench.DRAIN} cycles, memory always "
           f"ready, 128 reads in flight; cycles")
     print(bench.table(rows))
@@ -274,6 +287,10 @@ def cmd_bench_switch(args):
     if args.json:
         write_output(args.json, json.dumps(rows, indent=2))
         print(f"wrote {args.json}")
+    if failure:
+        print(f"sriov-gpu: error: {failure} ({len(rows)} finished points kept above)",
+              file=sys.stderr)
+        return 1
     return 1 if bad else 0
 
 
@@ -283,17 +300,60 @@ def _scenario(args):
     return sc
 
 
-def _progress(total):
-    """A one-line progress bar on stderr when it is a terminal."""
-    if not sys.stderr.isatty():
-        return None
+class Progress:
+    """How far a long command has got, on stderr.
 
-    def show(cycle):
-        done = min(cycle / total, 1.0)
-        bar = "#" * int(done * 30)
-        print(f"\r  simulating [{bar:<30}] {cycle:>8} cycles", end="", file=sys.stderr,
-              flush=True)
-    return show
+    On a terminal, a bar redrawn in place; otherwise (a log, CI, a pipe) a plain line each
+    time another tenth of the estimate is done, such as ``report: cycle 4000 of ~8000
+    (50 %)``, so that whoever reads the log sees the run is alive. Past the estimate, a line
+    each further tenth says so.
+
+    Parameters
+    ----------
+    label : str
+        The command, at the start of each line.
+    total : int
+        The estimated end of the count; the count may pass it.
+    text : str
+        A line's text after the label, formatted with ``done``, ``total`` and ``pct``.
+    past : str
+        The same, once the count has passed ``total``.
+    stream : file, optional
+        Where to write (default: ``sys.stderr`` as it is at construction).
+    """
+
+    #: A plain line each time the count passes another 1 / STEPS of the estimate.
+    STEPS = 10
+    BAR = 30
+
+    def __init__(self, label, total, text="cycle {done} of ~{total} ({pct} %)",
+                 past="cycle {done} (past the estimate of ~{total})", stream=None):
+        self.label, self.total, self.text, self.past = label, max(total, 1), text, past
+        self.stream = sys.stderr if stream is None else stream
+        self.tty = self.stream.isatty()
+        self.steps = 0                  # tenths already reported on a plain line
+        self.drawn = False
+
+    def __call__(self, done):
+        if self.tty:
+            bar = "#" * (min(done, self.total) * self.BAR // self.total)
+            print(f"\r  {self.label} [{bar:<{self.BAR}}] {done:>8}", end="", file=self.stream,
+                  flush=True)
+            self.drawn = True
+            return
+        steps = done * self.STEPS // self.total
+        if steps <= self.steps:
+            return
+        self.steps = steps
+        text = self.past if done > self.total else self.text
+        fields = {"done": done, "total": self.total, "pct": 100 * done // self.total}
+        print(f"{self.label}: {text.format(**fields)}", file=self.stream, flush=True)
+
+    def close(self):
+        """End the bar's line (on a terminal); nothing otherwise."""
+        if self.drawn:
+            print(file=self.stream, flush=True)
+            self.drawn = False
 
 
 def cmd_fuzz(args):
@@ -303,11 +363,22 @@ def cmd_fuzz(args):
     print(f"Fuzzing the whole GPU ({fuzz.FUZZ_PARAMS.num_vfs} VFs) on {args.backend}: "
           f"{args.transactions} transactions, seed {args.seed} ...", flush=True)
 
+    bar = Progress("fuzz", args.transactions, text="{done} of {total} transactions ({pct} %)",
+                   past="{done} transactions (past the {total} asked for)")
+    started = False
+
     def progress(done):
-        # A line every few seconds, on a terminal or not: long campaigns run for minutes.
-        what = f"{done} transactions" if done else "building and starting the simulation"
-        print(f"  {what} ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
+        # Long campaigns run for minutes: say once that the simulation is being built, then
+        # how far it is (a bar on a terminal, a line each tenth otherwise).
+        nonlocal started
+        if not done and not started:
+            started = True
+            print(f"fuzz: building and starting the simulation ({time.monotonic() - t0:.0f} s)",
+                  file=sys.stderr, flush=True)
+        elif done:
+            bar(done)
     raw = fuzz.run(args.transactions, seed=args.seed, backend=args.backend, progress=progress)
+    bar.close()
     for line in fuzz.summary(raw):
         print(line)
     if args.json:
@@ -334,23 +405,28 @@ def cmd_report(args):
     if not args.no_plots:
         # The cost plot's measured points simulate the world switch alone, meanwhile.
         pool = ProcessPoolExecutor(max_workers=1)
-        points = pool.submit(report.cost_points)
-    raw = run(sc, args.backend, progress=_progress(sc.run_cycles + 2000))
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
-    summary = report.summarize(raw)
+        points = pool.submit(report.cost_points, sc)
+    bar = Progress("report", sc.run_cycles + 2000)
+    raw = run(sc, args.backend, progress=bar)
+    bar.close()
+    # The raw run is worth keeping even when it measured nothing: it shows why.
+    write_output(out / "run.json", json.dumps(raw) + "\n")
+    try:
+        summary = report.summarize(raw)
+    except report.ReportError as err:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+        # Not a report: one line saying what is wrong and what to change; status 1.
+        print(f"wrote {out / 'run.json'}")
+        print(f"sriov-gpu: error: {err}", file=sys.stderr)
+        return 1
     print(report.table(summary))
     report.write_json(summary, out / "report.json")
-    write_output(out / "run.json", json.dumps(raw) + "\n")
     written = [out / "report.json", out / "run.json"]
     if pool:
         report.plot_timeline(raw, out / "timeline.png")
         sw = summary["phases"].get("switch (hardware)")
-        scenario_point = None
-        # Its point belongs on the plot when it is one of the plotted model's (serial,
-        # drain 4, latency 10).
-        if sw and sc.mode != "overlapped" and sc.mem_latency == 10 and sc.engine_drain == 4:
-            scenario_point = (sc.params().ctx_bytes, sc.mem_width, sw["median"])
+        scenario_point = sw and (sc.params().ctx_bytes, sw["median"])
         report.plot_cost(points.result(), out / "cost.png", scenario_point)
         pool.shutdown()
         written += [out / "timeline.png", out / "cost.png"]
@@ -383,11 +459,19 @@ def cmd_sweep(args):
           f"({'Dask ' + args.scheduler if args.scheduler else f'{args.jobs} processes'}) ...",
           flush=True)
     t0 = time.monotonic()
+
+    def on_row(row, k, n):
+        # A line per finished point, on a terminal or not.
+        print(f"sweep: {k}/{n} points, {scenarios[k - 1].name}, {time.monotonic() - t0:.0f} s",
+              file=sys.stderr, flush=True)
     rows = sweep.sweep(scenarios, args.backend, sweep.executor(args.jobs, args.scheduler),
-                       on_row=lambda row, k, n: print(f"  [{k}/{n}] done", flush=True))
+                       on_row=on_row)
     print(sweep.table(rows))
     write_output(args.csv, sweep.to_csv(rows))
     print(f"wrote {args.csv}; {time.monotonic() - t0:.1f} s")
+    for sc, row in zip(scenarios, rows):
+        if row["problems"]:             # the first is the cause (no requests: no switch)
+            print(f"sriov-gpu: error: point {sc.name}: {row['problems'][0]}", file=sys.stderr)
     return 1 if any(r["errors"] for r in rows) else 0
 
 

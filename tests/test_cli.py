@@ -175,3 +175,119 @@ def test_output_files_get_their_folder_created(tmp_path):
     path = tmp_path / "new" / "deeper" / "rows.json"
     write_output(path, "[]")
     assert path.read_text() == "[]"
+
+
+def test_report_of_a_run_that_measured_nothing_exits_1_with_one_line_naming_the_fix(tmp_path):
+    from sim.system.scenario import DEFAULT, with_
+    # Traffic ends at cycle 1, long before the hypervisor's set-up does: no guest requests.
+    nothing = with_(DEFAULT, name="nothing", num_vfs=4, active_vfs=2, per_vf={}, run_cycles=1)
+    scenario = tmp_path / "nothing.json"
+    scenario.write_text(json.dumps(nothing.to_dict()))
+    out = tmp_path / "out"
+    proc = run("report", str(scenario), "--no-plots", "-o", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert errors[0].startswith("sriov-gpu: error: no guest made a request")
+    assert errors[0].endswith("raise run_cycles")
+    # No report, but the raw run that shows why.
+    assert not (out / "report.json").exists() and (out / "run.json").exists()
+    assert "world switch (cycles)" not in proc.stdout
+
+
+def test_progress_off_a_terminal_is_a_plain_line_each_tenth_of_the_estimate():
+    import io
+    from sim.cli import Progress
+    log = io.StringIO()                         # not a terminal
+    progress = Progress("report", 1000, stream=log)
+    for cycle in range(0, 1201, 50):
+        progress(cycle)
+    progress.close()
+    lines = log.getvalue().splitlines()
+    # 100, 200, ... 1000, then 1100 and 1200 past the estimate: 12 lines.
+    assert len(lines) == 12
+    assert lines[0] == "report: cycle 100 of ~1000 (10 %)"
+    assert lines[4] == "report: cycle 500 of ~1000 (50 %)"
+    assert lines[9] == "report: cycle 1000 of ~1000 (100 %)"
+    assert lines[11] == "report: cycle 1200 (past the estimate of ~1000)"
+
+
+def test_progress_on_a_terminal_redraws_one_bar_and_ends_its_line():
+    import io
+    from sim.cli import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    screen = Terminal()
+    progress = Progress("report", 1000, stream=screen)
+    progress(500)
+    progress(1000)
+    assert "\n" not in screen.getvalue() and screen.getvalue().count("\r") == 2
+    assert "[" + "#" * 15 + " " * 15 + "]" in screen.getvalue()      # half of 30
+    progress.close()
+    assert screen.getvalue().endswith("#" * 30 + "]     1000\n")
+
+
+def test_bench_switch_prints_a_line_per_finished_point(capsys):
+    assert main(["bench-switch", "--sizes", "1KiB", "4KiB", "--widths", "128", "--latencies",
+                 "10", "--measure-upto", "0", "--jobs", "1"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.rsplit(",", 1)[0] for line in lines] == [
+        "bench-switch: 1/2 points, 1 KiB x 128 bit, L 10",
+        "bench-switch: 2/2 points, 4 KiB x 128 bit, L 10"]
+
+
+def test_bench_switch_keeps_the_finished_rows_when_a_point_fails(tmp_path, capsys, monkeypatch):
+    from sim.bench import world_switch
+    real = world_switch.point
+
+    def point(size, *args, **kwargs):
+        if size == 4 << 10:
+            raise RuntimeError("the simulator fell over")
+        return real(size, *args, **kwargs)
+    monkeypatch.setattr(world_switch, "point", point)
+    out_json = tmp_path / "switch.json"
+    assert main(["bench-switch", "--sizes", "1KiB", "4KiB", "16KiB", "--widths", "128",
+                 "--latencies", "10", "--measure-upto", "0", "--jobs", "1",
+                 "--json", str(out_json)]) == 1
+    out, err = capsys.readouterr()
+    [kept] = json.loads(out_json.read_text())
+    assert kept["size"] == 1 << 10
+    assert "   1 KiB  128   10 |" in out and "   4 KiB" not in out
+    assert err.splitlines()[-1] == ("sriov-gpu: error: point 4 KiB x 128 bit, L 10 failed: "
+                                    "RuntimeError: the simulator fell over (1 finished points "
+                                    "kept above)")
+
+
+def test_the_bench_s_command_limit_outlasts_a_1_mib_switch_and_its_drain_timeout():
+    from rtl.params import MiB
+    from sim.bench.world_switch import params_for
+    from sim.drivers.world_switch_host import command_limit
+    params = params_for(1 * MiB, 128, 10)
+    # 1 MiB at W = 128 is 65536 beats each way; the drain may last the 4096-cycle timeout:
+    # 4096 + 1 + (65536 + 4) + (65536 + 10 + 3) + 1 cycles, beyond the old fixed 100000.
+    longest = 4096 + 1 + (65536 + 4) + (65536 + 10 + 3) + 1
+    assert params.drain_timeout == 4096
+    assert command_limit(params, drain=4) > longest
+    # A memory ready half the cycles takes about twice as long.
+    assert command_limit(params, drain=4, ready_prob=0.5) > 2 * longest
+
+
+def test_sweep_prints_a_line_per_point_and_names_each_point_that_measured_nothing(tmp_path):
+    from sim.system.scenario import DEFAULT, with_
+    base = with_(DEFAULT, name="nothing", num_vfs=4, active_vfs=2, per_vf={})
+    scenario = tmp_path / "base.json"
+    scenario.write_text(json.dumps(base.to_dict()))
+    csv_path = tmp_path / "sweep.csv"
+    # Traffic ends at cycle 1, before set-up does: neither point measures anything.
+    proc = run("sweep", str(scenario), "--run-cycles", "1", "--widths", "64", "128",
+               "--jobs", "2", "--csv", str(csv_path))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    assert [line.rsplit(",", 1)[0] for line in lines[:2]] == [
+        "sweep: 1/2 points, mem_width=64", "sweep: 2/2 points, mem_width=128"]
+    for line, width in zip(lines[2:], (64, 128)):
+        assert line.startswith(f"sriov-gpu: error: point mem_width={width}: no guest made a "
+                               f"request") and line.endswith("raise run_cycles")
+    assert len(lines) == 4 and csv_path.read_text().count("\n") == 3    # header + 2 rows

@@ -7,22 +7,42 @@ guests did, next to what the PF's counters say), mailbox init-access latency, th
 fill before each region is activated (SCRUB_LAST next to the model), and every error the
 checkers found. :func:`table` prints it; :func:`plot_timeline` and
 :func:`plot_cost` draw the ownership timeline and the cost against context size and width.
+
+A run that measured nothing (no guest request after set-up, no world switch among several
+VMs) or gives an impossible figure (a GPU share above 100 %) is not a report:
+:func:`summarize` raises :class:`ReportError`, naming what is wrong and what to change.
 """
 
 import json
 from statistics import median
 
-from rtl.params import MiB, size_text
+from rtl.params import KiB, MiB, size_text
 
 from sim.models import cost_model
 from sim.system.scenario import VIOLATION_KINDS, from_dict
 
-__all__ = ["summarize", "table", "write_json", "plot_timeline", "plot_cost", "cost_points"]
+__all__ = ["summarize", "problems", "gpu_share", "ReportError", "table", "write_json",
+           "plot_timeline", "plot_cost", "cost_points"]
 
 PHASES = ("idle", "save", "load", "overlap", "run")
 #: Which PF counter counts each kind of violation.
 COUNTER_OF = {"fb_outside_slice": "fb_violations", "pf_only_register": "reg_violations",
               "other_vf_doorbell": "xfn_blocked"}
+
+
+class ReportError(ValueError):
+    """The run measured nothing, or a figure it gives is impossible.
+
+    The message is one line: what is wrong and what to change (for example: raise
+    ``run_cycles``). :attr:`problems` lists every problem found, the first being the message.
+    """
+
+    def __init__(self, problems):
+        super().__init__(problems[0])
+        self.problems = list(problems)
+
+    def __reduce__(self):                       # whole, across a worker process's pipe
+        return type(self), (self.problems,)
 
 
 def _stats(values, mhz):
@@ -33,7 +53,117 @@ def _stats(values, mhz):
             "us": {"min": lo / mhz, "median": mid / mhz, "max": hi / mhz}}
 
 
-def summarize(raw):
+def gpu_share(raw):
+    """Each active VF's share of the cycles after the hypervisor's set-up.
+
+    The cycles a VF owned the GPU (the timeline's ``own`` segments: ``owner_valid`` with
+    ``owner`` = the VF, outside a world switch), from ``raw["hv"]["setup_done"]`` on, over
+    the cycles from then to the end of the run. A VF's drain phase counts as switching, not
+    as owning.
+
+    Parameters
+    ----------
+    raw : dict
+        A raw run, :func:`sim.system.run.run`; reads ``cycles``, ``hv["setup_done"]``,
+        ``segments`` and ``guests``.
+
+    Returns
+    -------
+    dict
+        VF (a string, as in ``raw["guests"]``) -> fraction; every fraction 0 when set-up
+        never finished or the run ended with it.
+    """
+    start = raw["hv"].get("setup_done")
+    span = raw["cycles"] - start if start is not None else 0
+    owned = {vf: 0 for vf in raw["guests"]}
+    for begin, end, kind, fn in raw["segments"]:
+        if kind == "own" and str(fn) in owned and span > 0:
+            owned[str(fn)] += max(0, end - max(begin, start))
+    return {vf: n / span if span > 0 else 0.0 for vf, n in owned.items()}
+
+
+#: What a guest's tally counts as a request to the GPU (doorbells, FB and register
+#: accesses, legal or not); the mailbox's init access is set-up, not a request.
+REQUESTS = ("doorbells", "fb_reads", "fb_writes", "reg_reads", *VIOLATION_KINDS)
+#: Above this a share, or the sum of shares, is impossible (not a rounding error).
+FULL_SHARE = 1.0
+
+
+def problems(raw, share):
+    """Why a run is no report: it measured nothing, or a figure is impossible.
+
+    Checked in this order: set-up never finished; no guest made a request after set-up; no
+    world switch although several VMs share the GPU; a GPU share above 100 %; shares adding
+    up to more than 100 %. Independent of how ``run_cycles`` is counted: it reads
+    ``raw["hv"]["setup_done"]`` and the guests' tallies.
+
+    Parameters
+    ----------
+    raw : dict
+        A raw run (:func:`sim.system.run.run`).
+    share : dict
+        VF -> fraction, :func:`gpu_share` of ``raw``.
+
+    Returns
+    -------
+    list of str
+        One line each, naming what is wrong and what to change; empty for a run that
+        measured something.
+    """
+    sc = from_dict(raw["scenario"])
+    cycles, start = raw["cycles"], raw["hv"].get("setup_done")
+    out = []
+    if start is None:
+        return [f"the hypervisor's set-up did not finish in the {cycles} cycles simulated: "
+                f"the run measured nothing"]
+    requests = sum(g.get("tally", {}).get(kind, 0) for g in raw["guests"].values()
+                   for kind in REQUESTS)
+    if not requests:
+        idle = all(not (w.doorbell_every or w.fb_every or w.reg_every)
+                   for w in map(sc.workload_of, range(1, sc.active_vfs + 1)))
+        out.append("no VM has work: give a workload a doorbell_every, fb_every or reg_every "
+                   "above 0" if idle else
+                   f"no guest made a request (doorbell, FB or register access) after set-up, "
+                   f"which finished at cycle {start} (run_cycles={sc.run_cycles}): raise "
+                   f"run_cycles")
+    if sc.active_vfs > 1 and not raw["switches"]:
+        out.append(f"no world switch among {sc.active_vfs} VMs in the {cycles - start} "
+                   f"cycles after set-up (cycle {start} to {cycles}; time slice "
+                   f"{sc.time_slice}): raise run_cycles or lower time_slice")
+    over = {vf: x for vf, x in share.items() if x > FULL_SHARE}
+    if over:
+        vf, x = next(iter(over.items()))
+        out.append(f"VF {vf} has a GPU share of {x:.1%}, above 100 %: the ownership timeline "
+                   f"(run.json segments) gives it more cycles than the run had after set-up; "
+                   f"a bug in the model, not the scenario")
+    if sum(share.values()) > FULL_SHARE:
+        out.append(f"the GPU shares add up to {sum(share.values()):.1%}, above 100 %: the "
+                   f"ownership timeline gives the GPU to two VFs at once; a bug in the model, "
+                   f"not the scenario")
+    return out
+
+
+def summarize(raw, strict=True):
+    """The numbers of the report, from a raw run.
+
+    Parameters
+    ----------
+    raw : dict
+        A raw run, :func:`sim.system.run.run`.
+    strict : bool
+        Whether a run that measured nothing, or an impossible figure, raises (the report);
+        if not, the summary's ``problems`` lists them (a sweep, which reports every point).
+
+    Returns
+    -------
+    dict
+        The keys docs/report.md lists under report.json.
+
+    Raises
+    ------
+    ReportError
+        With ``strict``: :func:`problems` found any.
+    """
     sc = from_dict(raw["scenario"])
     params = sc.params()
     mhz = sc.clock_mhz
@@ -57,9 +187,7 @@ def summarize(raw):
         model_note = "exact for a memory that is always ready"
 
     cycles = raw["cycles"]
-    start = raw["hv"].get("setup_done", 0)
-    span = max(cycles - start, 1)
-    share = {vf: raw["owned"].get(vf, 0) / span for vf in raw["guests"]}
+    share = gpu_share(raw)
 
     latency = {}
     for vf in raw["guests"]:
@@ -82,6 +210,9 @@ def summarize(raw):
     for kind, v in violations.items():
         if v["made"] != v["counted"]:
             errors.append(f"{kind}: guests made {v['made']}, the PF counted {v['counted']}")
+    found = problems(raw, share)
+    if strict and found:
+        raise ReportError(found)
     return {
         "scenario": raw["scenario"], "backend": raw["backend"], "cycles": cycles,
         "context": {"bytes": params.ctx_bytes, "beats": params.ctx_beats,
@@ -94,7 +225,7 @@ def summarize(raw):
         "violations": violations, "init_access_cycles": init,
         "scrub": _scrub(sc, params, counters),
         "context_checks": raw["engine"]["checked"], "counters": counters,
-        "errors": errors,
+        "errors": errors, "problems": found,
     }
 
 
@@ -202,39 +333,124 @@ def plot_timeline(raw, path):
     plt.close(fig)
 
 
-def cost_points(measured_sizes=(1024, 4096), widths=(64, 128, 256, 512), latency=10):
-    """Model curves and simulated points of the serial world-switch cost by size and width."""
-    from sim.bench.world_switch import SIZES, point
-    curves = {w: [(size, point(size, w, latency, False)["serial_total_model"]) for size in SIZES]
-              for w in widths}
-    measured = [(size, w, point(size, w, latency, True, modes=("serial",))["serial_total_measured"])
-                for size in measured_sizes for w in widths]
-    return {"latency": latency, "curves": curves, "measured": measured}
+#: Context sizes the cost plot's model lines run through, bytes: 1 KiB to 1 MiB, doubling.
+CURVE_SIZES = tuple(KiB << k for k in range(11))
+#: Context sizes simulated for the cost plot (the world-switch block alone), bytes.
+MEASURED_SIZES = (1 * KiB, 4 * KiB)
+#: Memory widths the cost plot compares with the scenario's, bits.
+CURVE_WIDTHS = (64, 128, 256, 512)
+
+
+def _params_at(base, size, width):
+    """``base`` with a context of ``size`` bytes at ``width`` bits (16 shared registers and
+    engine state), or None if ``size`` is not a whole number of beats with room for state."""
+    at_width = base.with_(mem_width=width)
+    beat = width // 8
+    words = size // beat - at_width.shared_beats
+    if size % beat or words < 1:
+        return None
+    return at_width.with_(ctx_words=words)
+
+
+def _model_switch(params, drain, mode):
+    """The model's cycles of one world switch in ``mode`` on the whole GPU (None: none)."""
+    if mode == "overlapped":
+        return cost_model.one_port_overlapped_phase_cycles(params, drain)["switch"]
+    return cost_model.switch_cycles(params, drain)
+
+
+def cost_points(sc, measured_sizes=MEASURED_SIZES, widths=CURVE_WIDTHS):
+    """The cost plot's data for scenario ``sc``: the model against context size, and the
+    block alone simulated at a few sizes.
+
+    Every line is at the scenario's memory latency, engine drain, reads in flight and mode
+    (serial, or overlapped on the whole GPU's one FB port), one per width (``widths`` and
+    the scenario's). The simulated points are serial switches of the world-switch block at
+    the scenario's width; there are none in overlapped mode, where the block alone (a port
+    for each mover) is not the whole GPU.
+
+    Parameters
+    ----------
+    sc : Scenario
+        The scenario reported.
+    measured_sizes : sequence of int
+        Context sizes to simulate, bytes.
+    widths : sequence of int
+        Memory widths to draw model lines for, bits.
+
+    Returns
+    -------
+    dict
+        ``mode``, ``latency``, ``drain``, ``outstanding``, ``width`` (the scenario's),
+        ``clock_mhz``; ``curves``: width -> [(bytes, cycles)]; ``measured``:
+        [(bytes, width, cycles)].
+    """
+    from sim.bench.world_switch import point
+    base = sc.params()
+    drain, latency = sc.engine_drain, sc.mem_latency
+    sizes = sorted({*CURVE_SIZES, base.ctx_bytes})
+    curves = {}
+    for w in sorted({*widths, sc.mem_width}):
+        at = ((size, _params_at(base, size, w)) for size in sizes)
+        curve = [(size, _model_switch(p, drain, sc.mode)) for size, p in at if p]
+        curves[w] = [(size, c) for size, c in curve if c is not None]
+    measured = []
+    if sc.mode != "overlapped":
+        for size in measured_sizes:
+            row = point(size, sc.mem_width, latency, True, modes=("serial",), drain=drain,
+                        outstanding=base.mem_outstanding)
+            measured.append((size, sc.mem_width, row["serial_total_measured"]))
+    return {"mode": sc.mode, "latency": latency, "drain": drain,
+            "outstanding": base.mem_outstanding, "width": sc.mem_width,
+            "clock_mhz": sc.clock_mhz, "curves": curves, "measured": measured}
 
 
 def plot_cost(points, path, scenario_point=None):
-    """World-switch cycles against context size, a line per width (model), dots measured."""
+    """World-switch time against context size: a model line per width (the scenario's
+    drawn bold), the simulated points on it, and the scenario's measured switch.
+
+    Parameters
+    ----------
+    points : dict
+        :func:`cost_points`.
+    path : path-like
+        The PNG to write.
+    scenario_point : tuple, optional
+        (context bytes, cycles) of the scenario's measured median switch (hardware).
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    mhz = points["clock_mhz"]
     fig, ax = plt.subplots(figsize=(8, 5))
     for k, (w, curve) in enumerate(sorted(points["curves"].items())):
+        ours = w == points["width"]
         colour = f"C{k}"
-        ax.plot([c[0] for c in curve], [c[1] for c in curve], color=colour,
-                label=f"model, W = {w}")
-        got = [(s, c) for s, mw, c in points["measured"] if mw == w]
+        ax.plot([c[0] for c in curve], [c[1] / mhz for c in curve], color=colour,
+                linewidth=2.5 if ours else 1, alpha=1 if ours else 0.6,
+                label=f"model, W = {w}" + (" (this scenario)" if ours else ""))
+        got = [(size, c) for size, mw, c in points["measured"] if mw == w]
         if got:
-            ax.scatter([g[0] for g in got], [g[1] for g in got], color=colour, zorder=3,
-                       label=f"measured, W = {w}")
+            ax.scatter([g[0] for g in got], [g[1] / mhz for g in got], color=colour, zorder=3,
+                       label=f"simulated, world-switch block, W = {w}")
     if scenario_point:
-        size, w, cycles = scenario_point
-        ax.scatter([size], [cycles], marker="*", s=160, color="black", zorder=4,
-                   label=f"this scenario (W = {w})")
+        size, cycles = scenario_point
+        ax.scatter([size], [cycles / mhz], marker="*", s=160, color="black", zorder=4,
+                   label=f"this scenario, measured ({size_text(size)})")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("context size, bytes")
-    ax.set_ylabel("serial world switch, cycles")
-    ax.set_title(f"World-switch cost (drain 4, memory latency {points['latency']})")
+    ticks = CURVE_SIZES[::2]
+    ax.set_xticks(ticks, [size_text(t) for t in ticks])
+    ax.set_xlabel("context size")
+    overlapped = points["mode"] == "overlapped"
+    ax.set_ylabel(f"{'overlapped' if overlapped else 'serial'} world switch, "
+                  f"\N{MICRO SIGN}s at {mhz:g} MHz")
+    how = "overlapped, one FB port" if overlapped else "serial"
+    ax.set_title(f"World-switch cost, {how}\ndrain {points['drain']}, memory latency "
+                 f"{points['latency']}, {points['outstanding']} reads in flight", fontsize=11)
+    if not any(points["curves"].values()):
+        ax.text(0.5, 0.5, "no model: the read window binds (reads in flight <= latency)",
+                transform=ax.transAxes, ha="center")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

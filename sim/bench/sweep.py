@@ -31,8 +31,12 @@ def grid(base, **axes):
 
 
 def point(scenario, backend="amaranth"):
-    """One scenario's row (runs in a worker process)."""
-    s = summarize(run(scenario, backend))
+    """One scenario's row (runs in a worker process).
+
+    A point that measured nothing (:func:`sim.bench.report.problems`) is a row too: its
+    ``problems`` (not a CSV column) say why, and each counts as an error.
+    """
+    s = summarize(run(scenario, backend), strict=False)
     sc = s["scenario"]
     med = lambda key: (s["phases"].get(key) or {}).get("median")   # noqa: E731
     lat = s["doorbells"]["latency"]
@@ -44,7 +48,8 @@ def point(scenario, backend="amaranth"):
         "min_gpu_share": round(min(s["gpu_share"].values()), 4),
         "doorbell_latency_median": lat and lat["median"],
         "violations_blocked": sum(v["counted"] for v in s["violations"].values()),
-        "errors": len(s["errors"]), "cycles": s["cycles"],
+        "errors": len(s["errors"]) + len(s["problems"]), "cycles": s["cycles"],
+        "problems": s["problems"],
     }
 
 
@@ -75,7 +80,7 @@ def sweep(scenarios, backend="amaranth", pool=None, on_row=None):
 
 def to_csv(rows):
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()

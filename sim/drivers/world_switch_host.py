@@ -8,14 +8,50 @@ from rtl.common.iov_codes import GpuState, IovCommand, IovStatus, fcn_id
 from rtl.world_switch.world_switch import world_switch_regmap
 
 from sim.drivers.regbus import RegBusDriver, apply_shared_beat, read_engine_state, write_engine_state
+from sim.models import cost_model
 from sim.models.engine import EngineModel
 from sim.models.fbmem import FbMemoryModel
 from sim.drivers.host import ConfigDriver, enumerate_device
 from sim.drivers.iov import IovDriver
 
-__all__ = ["WorldSwitchTB", "IovHost", "bring_up", "ok", "context_switch"]
+__all__ = ["WorldSwitchTB", "IovHost", "bring_up", "ok", "context_switch", "command_limit",
+           "LIMIT_FACTOR", "LIMIT_SLACK"]
 
 C = IovCommand
+
+#: A command may take this many times the longest the model allows before the bench gives
+#: up on it ...
+LIMIT_FACTOR = 4
+#: ... plus this many cycles, so that a small context still gets room for a slow start.
+LIMIT_SLACK = 10_000
+
+
+def command_limit(params, drain, ready_prob=1.0):
+    """Cycles to wait for one GPU-IOV command's end before calling it stuck.
+
+    The longest command is a serial CONTEXT_SWITCH whose drain runs to the drain timeout:
+    :func:`~sim.models.cost_model.switch_cycles` with a drain of the larger of ``drain`` and
+    ``params.drain_timeout`` (the reset value; a bench that programs a longer DRAIN_TIMEOUT
+    passes its own limit). A memory ready only a ``ready_prob`` part of the cycles stretches
+    it by 1 / ``ready_prob``. The limit is :data:`LIMIT_FACTOR` times that plus
+    :data:`LIMIT_SLACK`, so no context size outgrows it.
+
+    Parameters
+    ----------
+    params : GpuParams
+        The parameters the world switch is built with (context size, W, L, reads in flight).
+    drain : int
+        Cycles the engine takes to go idle once told to stop.
+    ready_prob : float
+        The part of the cycles the FB memory is ready (0 < ``ready_prob`` <= 1).
+
+    Returns
+    -------
+    int
+        Cycles.
+    """
+    worst = cost_model.switch_cycles(params, max(drain, params.drain_timeout))
+    return int(LIMIT_FACTOR * worst / ready_prob) + LIMIT_SLACK
 
 
 class _Ticking:
@@ -43,6 +79,7 @@ class WorldSwitchTB:
     def __init__(self, tb, params, *, latency=None, ready_prob=1.0, seed=0, drain=3,
                  num_vfs=None, integrated=False):
         self.tb, self.p = tb, params
+        self.ready_prob = ready_prob
         self.rng = Random(seed)
         self.mem = FbMemoryModel(params, latency, ready_prob=ready_prob, seed=seed)
         # The shadow set's port (overlapped switches) reaches the same FB.
@@ -98,10 +135,17 @@ class WorldSwitchTB:
         self.cycle += 1
 
     # --- the host -----------------------------------------------------------------------
-    async def command(self, command, fn=0, nxt=0, *, flr_at=None, limit=100_000):
-        """Issue a command; wait for its end. ``flr_at`` = (cycle after issue, fn) resets a
-        function while it runs. Returns (status, cycles from issue to done)."""
+    def command_limit(self):
+        """Cycles :meth:`command` waits by default: :func:`command_limit` of this bench (its
+        parameters, its engine's drain now, its memory's readiness)."""
+        return command_limit(self.p, self.engine.drain, self.ready_prob)
+
+    async def command(self, command, fn=0, nxt=0, *, flr_at=None, limit=None):
+        """Issue a command; wait for its end, at most ``limit`` cycles (default
+        :meth:`command_limit`). ``flr_at`` = (cycle after issue, fn) resets a function while
+        it runs. Returns (status, cycles from issue to done)."""
         tb = self.tb
+        limit = self.command_limit() if limit is None else limit
         tb.set("iov_cmd__payload", {"command": command.value if hasattr(command, "value")
                                     else command, "fcn_id": fcn_id(fn) if fn is not None
                                     else 0x7F, "nxt_fcn_id": fcn_id(nxt)})
@@ -197,12 +241,22 @@ class IovHost:
     """The hypervisor of docs/sources.md#gpu-iov-commands on the
     :class:`~rtl.world_switch.gpu_iov.GpuIov` block: it enumerates the device, then steers
     the world switch through :class:`~sim.drivers.iov.IovDriver` (every ``poll_every``
-    cycles, at most ``timeout`` polls, stopping early on a hang), and resets VFs."""
+    cycles, at most ``timeout`` polls, stopping early on a hang), and resets VFs.
 
-    def __init__(self, env, poll_every=4, timeout=100_000):
+    ``timeout`` defaults to the bench's :meth:`WorldSwitchTB.command_limit` in polls, taken
+    anew for every command (the engine's drain may change between them)."""
+
+    def __init__(self, env, poll_every=4, timeout=None):
         self.env = env
+        self.poll_every, self.timeout = poll_every, timeout
         self.cfg = ConfigDriver(env.ticking, env.p)
-        self.iov = IovDriver(self.cfg, env.idle_cycles, poll_every=poll_every, timeout=timeout)
+        self.iov = IovDriver(self.cfg, env.idle_cycles, poll_every=poll_every,
+                             timeout=self._timeout())
+
+    def _timeout(self):
+        if self.timeout is not None:
+            return self.timeout
+        return -(-self.env.command_limit() // self.poll_every)
 
     @property
     def polls(self):
@@ -213,6 +267,7 @@ class IovHost:
 
     async def command(self, command, fn=0, nxt=0):
         """Issue a command, poll to its end; returns its CMD_STATUS."""
+        self.iov.timeout = self._timeout()
         return await self.iov.command(command, fn, nxt)
 
     async def flr(self, fn):
