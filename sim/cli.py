@@ -120,14 +120,13 @@ def _blocks(name):
 
 
 def cmd_verilog(args):
-    from amaranth.back import verilog
-    from rtl.top.blocks import make_block
+    from rtl.top.blocks import block_verilog
     params = _params(args)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     for block in _blocks(args.block):
         path = out / f"{block}.v"
-        path.write_text(verilog.convert(make_block(block, params), name=block, emit_src=False))
+        path.write_text(block_verilog(block, params))
         print(f"wrote {path} ({params.num_vfs} VFs)")
     return 0
 
@@ -406,7 +405,8 @@ def cmd_report(args):
         # The cost plot's measured points simulate the world switch alone, meanwhile.
         pool = ProcessPoolExecutor(max_workers=1)
         points = pool.submit(report.cost_points, sc)
-    bar = Progress("report", sc.run_cycles + 2000)
+    # Set-up, the traffic, then a turn of every VM to deliver what is left (an estimate).
+    bar = Progress("report", sc.run_cycles + sc.time_slice * sc.active_vfs + 2000)
     raw = run(sc, args.backend, progress=bar)
     bar.close()
     # The raw run is worth keeping even when it measured nothing: it shows why.
@@ -477,7 +477,7 @@ def cmd_sweep(args):
 
 def cmd_bench_sim(args):
     from sim.bench.sim_speed import run_bench
-    return run_bench(args.backends, args.cycles, args.vfs,
+    return run_bench(args.backends, args.vfs, cpp=not args.no_cpp,
                      report=lambda out: main(["report", "-o", out]))
 
 
@@ -528,8 +528,9 @@ def _add_scenario_commands(sub):
     p = sub.add_parser("bench-sim", help="simulation speed of the whole GPU: simulated "
                        "cycles per second on each backend (a benchmark, not a test)")
     p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
-    p.add_argument("--cycles", type=int, default=3000, help="cycles of traffic per run")
     p.add_argument("--vfs", type=int, default=16, help="VFs the GPU is built with")
+    p.add_argument("--no-cpp", action="store_true",
+                   help="leave out the bare C++ loop (the limit; needs g++)")
     p.set_defaults(func=cmd_bench_sim)
 
 
@@ -542,10 +543,12 @@ def _add_hardware_commands(sub):
                    help="output folder")
     p.set_defaults(func=cmd_summary)
 
-    from rtl.top.blocks import BLOCKS
+    from rtl.top.blocks import BLOCKS, SIM_BLOCKS
     choices = list(BLOCKS) + ["all"]
     p = sub.add_parser("verilog", help="emit Verilog for a block")
-    p.add_argument("--block", choices=choices, default="all")
+    p.add_argument("--block", choices=choices + list(SIM_BLOCKS), default="all",
+                   help="a block, all of them, or gpu_harness (the whole GPU with its FB "
+                        "memory, as simulations run it)")
     _add_params(p)
     p.add_argument("-o", "--output", type=output_folder, default="build/verilog",
                    help="output folder")

@@ -25,7 +25,7 @@ SMALL = with_(DEFAULT, name="small", num_vfs=4, active_vfs=3, run_cycles=2500,
 
 
 def _without_backend(raw):
-    return {k: v for k, v in raw.items() if k != "backend"}
+    return {k: v for k, v in raw.items() if k not in ("backend", "looked")}
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +217,17 @@ def test_scenario_dataclass_round_trips_through_its_dict():
     assert isinstance(sc, Scenario)
 
 
-def test_simulation_speed_benchmark_measures_both_rates():
-    from sim.bench.sim_speed import measure
-    got = measure("amaranth", 300, 4)
-    assert got["cycles"] > 300 and got["scenario"] > 0 and got["clock"] > 0
+def test_simulation_speed_is_the_increment_between_two_run_lengths():
+    from sim.bench.sim_speed import _increment
+    runs = [{"cycles": 1000, "seconds": 3.0}, {"cycles": 5000, "seconds": 5.0}]
+    assert _increment(runs) == 2000          # start-up (the first run's 2.5 s) left out
+    with pytest.raises(RuntimeError, match="lengthen the runs"):
+        _increment(runs[::-1])
+
+
+def test_the_timed_scenario_body_reports_cycles_seconds_and_cycles_looked_at():
+    from sim.runners.backend import run_backend
+    from sim.system.run import TOP
+    got = run_backend("amaranth", TOP, SMALL.params(), "sim.bench.sim_speed:timed_scenario",
+                      scenario=with_(SMALL, run_cycles=300).to_dict())
+    assert got["cycles"] > 300 and got["seconds"] > 0 and 0 < got["looked"] < got["cycles"]

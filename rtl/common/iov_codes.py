@@ -7,12 +7,23 @@ others."""
 from amaranth.lib import data, enum
 
 __all__ = ["IovCommand", "IovStatus", "GpuState", "Phase", "SeqState", "fcn_id", "CSA_UNIT",
-           "CSA_UNIT_LOG2", "iov_command_layout", "FCN_ID_WIDTH"]
+           "CSA_UNIT_LOG2", "iov_command_layout", "FCN_ID_WIDTH", "csa_stride", "csa_bytes"]
 
 #: The context save area base and stride are programmed in 4 KiB units.
 CSA_UNIT = 4096
 #: log2 of CSA_UNIT: the CSA address is an FB address in CSA_UNIT units.
 CSA_UNIT_LOG2 = CSA_UNIT.bit_length() - 1
+
+
+def csa_stride(params):
+    """CSA_UNITs from one function's context to the next (the CSA_STRIDE reset value): one
+    context, rounded up."""
+    return -(-params.ctx_bytes // CSA_UNIT)
+
+
+def csa_bytes(params):
+    """Bytes of a context save area that holds every function's context at that stride."""
+    return params.num_fns * csa_stride(params) * CSA_UNIT
 
 
 class IovCommand(enum.Enum, shape=4):

@@ -4,13 +4,14 @@ from rtl.pcie.config_space import ConfigSpace
 from rtl.doorbell.arbiter import DoorbellArbiter
 from rtl.memory.fb_partition import FbPartition
 from rtl.top.gpu import SriovGpu
+from rtl.top.harness import GpuHarness
 from rtl.world_switch.gpu_iov import GpuIov
 from rtl.mmio.decode import MmioDecode
 from rtl.pcie.routing import Router
 from rtl.world_switch.save_restore import ContextMover
 from rtl.world_switch.world_switch import WorldSwitch
 
-__all__ = ["BLOCKS", "make_block"]
+__all__ = ["BLOCKS", "SIM_BLOCKS", "block_class", "make_block", "block_verilog"]
 
 #: name -> component class taking a GpuParams. The name is also the Verilog module name.
 BLOCKS = {
@@ -26,9 +27,36 @@ BLOCKS = {
 }
 
 
-def make_block(name, params):
+#: Simulation-only tops (not synthesized, not in the summary): name -> class taking a
+#: GpuParams and ``verilog`` (build for a Verilog simulator).
+SIM_BLOCKS = {
+    "gpu_harness": GpuHarness,
+}
+
+
+def block_class(name):
+    """The component class of block ``name`` (of :data:`BLOCKS` or :data:`SIM_BLOCKS`)."""
     try:
-        cls = BLOCKS[name]
+        return {**BLOCKS, **SIM_BLOCKS}[name]
     except KeyError:
-        raise ValueError(f"unknown block {name!r}: choose one of {', '.join(BLOCKS)}") from None
-    return cls(params)
+        raise ValueError(f"unknown block {name!r}: choose one of "
+                         f"{', '.join([*BLOCKS, *SIM_BLOCKS])}") from None
+
+
+def make_block(name, params, *, verilog=False):
+    """Block ``name`` for ``params``; ``verilog``: built to be converted to Verilog (only
+    simulation tops differ)."""
+    cls = block_class(name)
+    return cls(params, verilog=verilog) if name in SIM_BLOCKS else cls(params)
+
+
+def block_verilog(name, params):
+    """The Verilog of block ``name``, module name ``name``: Amaranth's conversion, followed
+    by the behavioural models of any simulation-only parts it instantiates."""
+    from amaranth.back import verilog
+    block = make_block(name, params, verilog=True)
+    if hasattr(block, "clocked_top"):
+        core = f"{name}_core"
+        return (verilog.convert(block, name=core, emit_src=False) + block.verilog_models() +
+                block.clocked_top(name, core))
+    return verilog.convert(block, name=name, emit_src=False)

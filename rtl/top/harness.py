@@ -1,0 +1,171 @@
+"""The whole GPU as a simulation runs it: the top with its FB memory inside the design and
+one ``wake`` line that tells the testbench when it has something to look at, so that it can
+let the clock run in the simulator (no testbench code) the rest of the time."""
+
+from amaranth.hdl import Cat, Module, Signal, Value, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.common.iov_codes import SeqState, csa_bytes
+from rtl.memory.fb_ram import FbRam, ram_model_verilog
+from rtl.top.gpu import SriovGpu
+
+__all__ = ["GpuHarness", "seen_layout"]
+
+
+def seen_layout(params):
+    """Everything a testbench reacts to in a cycle, in one port (one read a cycle)."""
+    return data.StructLayout({
+        "answer": 1,          # host.resp.valid
+        "doorbell": 1,        # cp.valid
+        "fb_ext": 1,          # fb_ext.valid
+        "req_ready": 1,       # host.req.ready
+        "engine_stop": 1,
+        "owner_valid": 1,
+        "owner": unsigned(params.fn_width),
+        "seq_state": SeqState,
+    })
+
+
+class GpuHarness(wiring.Component):
+    """:class:`~rtl.top.gpu.SriovGpu` with an :class:`~rtl.memory.fb_ram.FbRam` on its FB
+    memory port; for simulation only (not a block to synthesize).
+
+    The RAM window is the context save area where the GIM-style layout of the scenarios
+    puts it (right after the PF's FB aperture, every function's context at the default
+    stride), so every world-switch beat stays inside the design; any other FB access (a
+    guest's FB BAR traffic, the scrubber) goes out on ``fb_ext`` and the testbench answers
+    it. Nothing depends on the window for correctness: a CSA elsewhere is only slower.
+
+    Every port of the top but ``fb`` is this component's too, under the same name. Its
+    Verilog (``rtl.top.blocks.block_verilog``) makes its own clock: module ``gpu_harness``
+    wraps the converted design (``gpu_harness_core``) with a free-running ``clk`` of
+    :attr:`CLOCK_PERIOD_NS` and has every other port, ``rst`` included; a simulator then
+    needs no testbench callback per clock edge. And:
+
+    Attributes
+    ----------
+    fb_ext : flow, out; fb_ext_rdata : in
+        :class:`~rtl.memory.fb_ram.FbRam`'s outside accesses (answered in the same cycle).
+    fb_reads, fb_writes : out
+        FB memory requests accepted since reset.
+    host_req_toggle : in
+        Each change of its value presents the request on ``host.req.payload`` for that one
+        cycle (``host.req.valid`` does the same, held high), so that a testbench need not
+        come back the next cycle to take ``valid`` down.
+    seen : out, seen_layout
+        The outputs a testbench reacts to, packed.
+    cycle : out; alarm : in
+        Cycles since reset; a cycle in which ``cycle`` equals ``alarm`` is an event too
+        (a testbench that sleeps until then needs no timer of its own).
+    wake : out
+        Changes value in every cycle the testbench must look at (a value-change trigger on
+        it fires once per such cycle, even in a run of them): a host answer, a doorbell on
+        ``cp``, an outside FB access, a change of ``owner_valid``, ``owner``,
+        ``seq_state`` or ``engine_stop`` since the last cycle, or the alarm. In any other
+        cycle the outputs a testbench reacts to are as they were in the cycle before.
+    """
+
+    #: Bits of the cycle count and the alarm (years at any clock this runs at).
+    CYCLE_WIDTH = 48
+
+    def __init__(self, params, *, verilog=False):
+        self.params = params
+        self.gpu = SriovGpu(params)
+        self.ram = FbRam(params, params.pf_fb_aperture, csa_bytes(params), params.mem_latency,
+                         verilog=verilog)
+        members = {name: member for name, member in self.gpu.signature.members.items()
+                   if name != "fb"}
+        ram = self.ram.signature.members
+        super().__init__({
+            **members,
+            "fb_ext": ram["ext"], "fb_ext_rdata": ram["ext_rdata"],
+            "fb_reads": ram["reads"], "fb_writes": ram["writes"],
+            "host_req_toggle": In(1),
+            "seen": Out(seen_layout(params)),
+            "cycle": Out(self.CYCLE_WIDTH),
+            "alarm": In(self.CYCLE_WIDTH),
+            "wake": Out(1),
+        })
+
+    #: The clock a Verilog build runs itself (half a period between edges), so that a
+    #: Verilog simulator toggles it without a testbench callback per edge.
+    CLOCK_PERIOD_NS = 8
+
+    def verilog_models(self):
+        """Verilog text of the simulation models this component instantiates (built with
+        ``verilog=True``): to be appended to its generated Verilog."""
+        return ram_model_verilog() if self.ram.verilog else ""
+
+    def clocked_top(self, name, core):
+        """Verilog of module ``name``: module ``core`` (this component's conversion) with
+        its ``clk`` made inside, free-running from time 0, and every other port outside."""
+        ports = ["rst"] + ["__".join(map(str, path))
+                           for path, _, _ in self.signature.flatten(self)]
+        decls = ["  input rst;"]
+        for path, member, value in self.signature.flatten(self):
+            width = len(Value.cast(value))
+            rng = f"[{width - 1}:0] " if width > 1 else ""
+            decls.append(f"  {'input' if member.flow == In else 'output'} {rng}"
+                         f"{'__'.join(map(str, path))};")
+        half = self.CLOCK_PERIOD_NS / 2
+        conns = ",\n".join(f"    .{p}({p})" for p in ports)
+        return (f"module {name}({', '.join(ports)});\n" + "\n".join(decls) +
+                f"\n  reg clk = 1'b0;\n  always #{half:g} clk = ~clk;\n"
+                f"  {core} core (\n    .clk(clk),\n{conns});\nendmodule\n")
+
+    def elaborate(self, platform):
+        m = Module()
+        gpu, ram = self.gpu, self.ram
+        m.submodules.gpu, m.submodules.ram = gpu, ram
+        wiring.connect(m, gpu.fb, ram.mem)
+        for name, member in gpu.signature.members.items():
+            if name == "fb":
+                continue
+            inner, outer = getattr(gpu, name), getattr(self, name)
+            if name == "host":
+                self._host(m, inner, outer)
+            elif not member.is_port:
+                wiring.connect(m, wiring.flipped(outer), inner)
+            elif member.flow == In:
+                m.d.comb += inner.eq(outer)
+            else:
+                m.d.comb += outer.eq(inner)
+        m.d.comb += [self.fb_ext.valid.eq(ram.ext.valid),
+                     self.fb_ext.payload.eq(ram.ext.payload),
+                     ram.ext_rdata.eq(self.fb_ext_rdata),
+                     self.fb_reads.eq(ram.reads), self.fb_writes.eq(ram.writes)]
+
+        seen = self.seen
+        m.d.comb += [seen.answer.eq(gpu.host.resp.valid), seen.doorbell.eq(gpu.cp.valid),
+                     seen.fb_ext.eq(ram.ext.valid), seen.req_ready.eq(gpu.host.req.ready),
+                     seen.engine_stop.eq(gpu.engine_stop), seen.owner_valid.eq(gpu.owner_valid),
+                     seen.owner.eq(gpu.owner), seen.seq_state.eq(gpu.seq_state)]
+        # wake(t) = event(0) ^ ... ^ event(t): it changes exactly in the event cycles.
+        event, parity = self._event(m), Signal()
+        m.d.sync += parity.eq(parity ^ event)
+        m.d.comb += self.wake.eq(parity ^ event)
+        return m
+
+    def _event(self, m):
+        """Whether this cycle has something for the testbench (see ``wake``)."""
+        gpu = self.gpu
+        watched = Cat(gpu.owner_valid, gpu.owner, gpu.seq_state, gpu.engine_stop)
+        before = Signal.like(watched)
+        # Registered, so that moving the alarm in the cycle it rings cannot make ``wake``
+        # change again in that cycle.
+        ring = Signal()
+        m.d.sync += [before.eq(watched), self.cycle.eq(self.cycle + 1),
+                     ring.eq(self.cycle + 1 == self.alarm)]
+        return (gpu.host.resp.valid | gpu.cp.valid | self.ram.ext.valid | (watched != before) |
+                ring)
+
+    def _host(self, m, inner, outer):
+        """The host port, with ``host_req_toggle`` as a second way to present a request."""
+        toggle = Signal()
+        m.d.sync += toggle.eq(self.host_req_toggle)
+        m.d.comb += [inner.req.payload.eq(outer.req.payload),
+                     inner.req.valid.eq(outer.req.valid | (self.host_req_toggle ^ toggle)),
+                     outer.req.ready.eq(inner.req.ready),
+                     outer.resp.valid.eq(inner.resp.valid),
+                     outer.resp.payload.eq(inner.resp.payload)]
