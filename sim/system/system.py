@@ -275,9 +275,10 @@ class System:
         is not.
 
         On the harness the loop looks only at the cycles where something happens: those
-        the ``wake`` line marks, those an agent or a model asked for, and the one after a
-        cycle it drove a request in; in between the simulator runs the clock alone. What
-        it sees and drives is what looking at every cycle would, to the cycle."""
+        the ``wake`` line marks, those an agent or a model asked for, and the next one
+        while requests wait to be presented; in between the simulator runs the clock
+        alone. What it sees and drives is what looking at every cycle would, to the
+        cycle."""
         tb = self.tb
         next_progress = 0
         if self.harness:
