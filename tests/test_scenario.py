@@ -152,6 +152,15 @@ def test_the_documented_default_toml_is_the_built_in_scenario():
     assert load(REPO_ROOT / "docs" / "scenarios" / "default.toml") == DEFAULT
 
 
+def test_every_preset_in_docs_scenarios_is_a_valid_scenario():
+    presets = sorted((REPO_ROOT / "docs" / "scenarios").glob("*.toml"))
+    assert len(presets) >= 2
+    for path in presets:
+        sc = load(path)
+        assert sc.name == path.stem or path.stem == "default", path
+        sc.params()                     # the GPU it needs can be built
+
+
 def test_per_vf_entries_change_only_the_fields_they_name():
     sc = from_dict({"workload": {"doorbell_every": 33}, "per_vf": {"2": {"misbehave": 0.5}}})
     assert sc.workload_of(2) == Workload(doorbell_every=33, misbehave=0.5)
