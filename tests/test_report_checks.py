@@ -145,3 +145,23 @@ def test_cost_plot_is_the_model_at_the_scenario_s_latency_drain_and_mode(tmp_pat
     assert big[1] < big[0] * 0.51
     plot_cost(points, tmp_path / "cost.png", (CTX_BYTES, cycles))
     assert (tmp_path / "cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_doorbell_latency_percentiles_are_nearest_rank():
+    # 100 doorbells of VF 1, latencies 1..100 cycles (rung in a shuffled order).
+    deliveries = [[500 + k, 1, 0, k, (k * 37) % 100 + 1] for k in range(100)]
+    got = summarize(dict(hand_run(), deliveries=deliveries))["doorbells"]["percentiles"]
+    assert got == {"p50": 50, "p95": 95, "p99": 99}
+
+
+def test_jain_fairness_of_the_gpu_shares():
+    # Shares 200/1000 and 609/1000 (see the share test): (0.809)^2 / (2 * 0.410881).
+    assert summarize(hand_run())["fairness"] == pytest.approx(0.654481 / 0.821762)
+
+
+def test_the_table_prints_the_percentiles_and_the_fairness():
+    from sim.bench.report import table
+    deliveries = [[500 + k, 1, 0, k, k + 1] for k in range(100)]
+    text = table(summarize(dict(hand_run(), deliveries=deliveries)))
+    assert "doorbell latency p50 / p95 / p99: 50 / 95 / 99 cycles" in text
+    assert "Jain's fairness of the GPU shares: 0.796" in text

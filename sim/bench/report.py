@@ -18,6 +18,7 @@ from statistics import median
 
 from rtl.params import KiB, MiB, size_text
 
+from sim.bench.doorbell import jain_index
 from sim.models import cost_model
 from sim.system.scenario import VIOLATION_KINDS, from_dict
 
@@ -43,6 +44,19 @@ class ReportError(ValueError):
 
     def __reduce__(self):                       # whole, across a worker process's pipe
         return type(self), (self.problems,)
+
+
+#: The doorbell latency percentiles the report gives.
+PERCENTILES = (50, 95, 99)
+
+
+def percentile(values, q):
+    """The nearest-rank ``q``-th percentile of ``values`` (the smallest value with at least
+    ``q`` % of them at or below it); None for no values."""
+    ranked = sorted(values)
+    if not ranked:
+        return None
+    return ranked[max(-(-q * len(ranked) // 100), 1) - 1]
 
 
 def _stats(values, mhz):
@@ -221,7 +235,9 @@ def summarize(raw, strict=True):
         "switches": len(switches), "phases": phases, "model": model, "model_note": model_note,
         "gpu_share": share,
         "doorbells": {"delivered": len(raw["deliveries"]), "latency": _stats(all_lat, mhz),
+                      "percentiles": {f"p{q}": percentile(all_lat, q) for q in PERCENTILES},
                       "per_vf": latency},
+        "fairness": jain_index(share.values()),
         "violations": violations, "init_access_cycles": init,
         "scrub": _scrub(sc, params, counters),
         "context_checks": raw["engine"]["checked"], "counters": counters,
@@ -276,6 +292,13 @@ def table(s):
         out.append(f"{vf:>3} {share:>9.1%} {lat['n'] if lat else 0:>9} "
                    f"{_fmt(lat, 'min'):>11} {_fmt(lat):>7} {_fmt(lat, 'max'):>7} "
                    f"{s['init_access_cycles'].get(vf, '-')!s:>11}")
+    pct = s["doorbells"]["percentiles"]
+    if all(v is not None for v in pct.values()):
+        out.append("doorbell latency " + " / ".join(pct) + ": " +
+                   " / ".join(f"{v}" for v in pct.values()) + " cycles (" +
+                   " / ".join(f"{v / mhz:.2f}" for v in pct.values()) + " us)")
+    out.append(f"Jain's fairness of the GPU shares: {s['fairness']:.3f} (1: all equal, "
+               f"1/{len(s['gpu_share'])}: one VM has it all)")
     out += ["", f"{'blocked violations':22} {'guests made':>11} {'PF counted':>10}  by VF"]
     for kind, v in s["violations"].items():
         per = ", ".join(f"VF {vf}: {n}" for vf, n in v["per_vf"].items()) or "-"
