@@ -13,7 +13,7 @@ from rtl.params import GpuParams
 from rtl.top.harness import GpuHarness
 from sim.models.engine import Engine, EngineModel
 from sim.models.fbmem import FbMemoryModel
-from sim.runners.backend import run_amaranth
+from sim.runners.backend import Fields, run_amaranth
 from sim.system.run import run
 from sim.system.system import Monitor
 from tests import simulate
@@ -153,22 +153,18 @@ def test_fb_ram_answers_as_the_fb_memory_model_inside_and_outside_its_window(lat
                          "be": rng.getrandbits(beat)})
     got, want = [], []
 
-    class _Req:
-        def __init__(self, r):
-            self.addr, self.write, self.data, self.be = r["addr"], r["write"], r["data"], r["be"]
-
     async def bench(ctx):
         for cycle, req in enumerate(requests + [None] * (latency + 2)):
             if req is not None:
                 ctx.set(dut.mem.req.valid, 1)
                 ctx.set(dut.mem.req.payload, dut.mem.req.payload.shape().const(req))
-                value = model.access(_Req(req))
+                value = model.access(Fields(req))
                 if value is not None:
                     model.pending.append((cycle + latency, value))
             else:
                 ctx.set(dut.mem.req.valid, 0)
             if ctx.get(dut.ext.valid):
-                value = outside.access(_Req(req))
+                value = outside.access(Fields(req))
                 ctx.set(dut.ext_rdata, value or 0)
             if model.pending and model.pending[0][0] == cycle:
                 want.append((cycle, model.pending.popleft()[1]))

@@ -100,14 +100,12 @@ class GpuHarness(wiring.Component):
     def clocked_top(self, name, core):
         """Verilog of module ``name``: module ``core`` (this component's conversion) with
         its ``clk`` made inside, free-running from time 0, and every other port outside."""
-        ports = ["rst"] + ["__".join(map(str, path))
-                           for path, _, _ in self.signature.flatten(self)]
-        decls = ["  input rst;"]
+        ports, decls = ["rst"], ["  input rst;"]
         for path, member, value in self.signature.flatten(self):
-            width = len(Value.cast(value))
+            port, width = "__".join(map(str, path)), len(Value.cast(value))
             rng = f"[{width - 1}:0] " if width > 1 else ""
-            decls.append(f"  {'input' if member.flow == In else 'output'} {rng}"
-                         f"{'__'.join(map(str, path))};")
+            ports.append(port)
+            decls.append(f"  {'input' if member.flow == In else 'output'} {rng}{port};")
         half = self.CLOCK_PERIOD_NS / 2
         conns = ",\n".join(f"    .{p}({p})" for p in ports)
         return (f"module {name}({', '.join(ports)});\n" + "\n".join(decls) +

@@ -6,7 +6,7 @@ prints the scenarios' speeds next to it."""
 import subprocess
 import time
 
-from rtl.top.blocks import make_block
+from rtl.top.blocks import block_verilog
 from sim.tooling.toolchain import BUILD_DIR, setup_verilator
 
 __all__ = ["build", "rate"]
@@ -39,12 +39,10 @@ int main(int argc, char** argv) {{
 
 def build(params):
     """Build the loop for ``params`` (cached by the Verilog's text); returns the binary."""
-    from amaranth.back import verilog
     import hashlib
     root = setup_verilator()
     top = f"{BLOCK}_core"
-    block = make_block(BLOCK, params, verilog=True)
-    text = verilog.convert(block, name=top, emit_src=False) + block.verilog_models()
+    text = block_verilog(BLOCK, params, own_clock=False)
     folder = BUILD_DIR / "cpp_loop" / hashlib.sha256(text.encode()).hexdigest()[:12]
     binary = folder / "obj" / "loop"
     if binary.exists():

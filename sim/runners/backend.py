@@ -248,36 +248,37 @@ class CocotbBench(Bench):
             await self._falling
         self.cycle += n
 
-    async def _skip(self, n, *extra):
-        """Up to ``n`` cycles to the falling edge ``n`` cycles on, by one timer (ending a
-        quarter cycle before it, after the last rising edge), or to the falling edge after
-        the first of ``extra`` triggers; -> cycles passed."""
-        from cocotb.triggers import First, Timer
+    def _timer_to(self, start, n):
+        """A timer from now to a quarter cycle before the falling edge ``n`` cycles after
+        the one at ``start`` (so after the last rising edge before it)."""
+        from cocotb.triggers import Timer
         from cocotb.utils import get_sim_time
-        start = get_sim_time("step")
-        timer = Timer(n * self._period - self._period // 4, "step")
-        await (First(timer, *extra) if extra else timer)
+        return Timer(start + n * self._period - self._period // 4 - get_sim_time("step"),
+                     "step")
+
+    async def _skip(self, n):
+        """``n`` cycles, by one timer; -> ``n``."""
+        from cocotb.utils import get_sim_time
+        await self._timer_to(get_sim_time("step"), n)
         await self._falling
-        k = (get_sim_time("step") - start) // self._period
-        self.cycle += k
-        return k
+        self.cycle += n
+        return n
 
     async def sleep(self, n, wake, alarm=None):
         if n == 1:
             await self._falling
             self.cycle += 1
             return 1
-        from cocotb.triggers import ValueChange
-        if alarm is None:
-            return await self._skip(n, ValueChange(self._handle(wake)))
-        # The alarm ends the sleep: one trigger, no timer (cheaper in cocotb).
+        from cocotb.triggers import First, ValueChange
         from cocotb.utils import get_sim_time
-        self.set(*alarm)
-        start = get_sim_time("step")
         handle = self._handle(wake)
         before = int(handle.value)
+        if alarm is not None:
+            self.set(*alarm)          # it ends the sleep: no timer (cheaper in cocotb)
+        start = get_sim_time("step")
         while True:
-            await ValueChange(handle)
+            change = ValueChange(handle)
+            await (change if alarm is not None else First(self._timer_to(start, n), change))
             await self._falling
             k = (get_sim_time("step") - start) // self._period
             # A simulator that settles in steps (Icarus) may glitch ``wake`` and back: the

@@ -24,6 +24,7 @@ from rtl.common.iov_codes import SeqState
 from rtl.world_switch.world_switch import world_switch_regmap
 
 from sim.drivers.regbus import RegAccessError, RegisterAccess
+from sim.runners.backend import Fields
 from sim.models.engine import Engine
 from sim.models.fbmem import FbMemoryModel
 from sim.drivers.host import rid_of
@@ -57,13 +58,6 @@ class _Op:
 
     def __await__(self):
         return (yield self)
-
-
-class _Seen:
-    """The bare top's outputs the loop reacts to, as the harness's ``seen`` port has them."""
-
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
 
 
 class HostBus(RegisterAccess):
@@ -112,8 +106,7 @@ class Monitor:
     def step(self, cycle, owner_valid, owner, seq):
         """What the monitors show in cycle ``cycle``; the cycles since the last step showed
         what it did (a loop that sleeps steps only when something changed)."""
-        if self._last is not None and cycle > self._last[0] + 1:
-            self._span(self._last[0] + 1, cycle - self._last[0] - 1, *self._last[1:])
+        self.finish(cycle)
         self._span(cycle, 1, owner_valid, owner, seq)
         self._last = (cycle, owner_valid, owner, seq)
 
@@ -338,10 +331,11 @@ class System:
         tb = self.tb
         if self.harness:
             return tb.fields("seen")
-        return _Seen(answer=tb.get("host__resp__valid"), doorbell=tb.get("cp__valid"),
-                     fb_ext=0, req_ready=tb.get("host__req__ready"),
-                     engine_stop=tb.get("engine_stop"), owner_valid=tb.get("owner_valid"),
-                     owner=tb.get("owner"), seq_state=tb.get("seq_state"))
+        return Fields({"answer": tb.get("host__resp__valid"), "doorbell": tb.get("cp__valid"),
+                       "fb_ext": 0, "req_ready": tb.get("host__req__ready"),
+                       "engine_stop": tb.get("engine_stop"),
+                       "owner_valid": tb.get("owner_valid"), "owner": tb.get("owner"),
+                       "seq_state": tb.get("seq_state")})
 
     def _answer(self, resp):
         tag = int(resp.tag)
