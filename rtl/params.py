@@ -8,8 +8,8 @@ names the parameter, the value given and what is allowed, in one line.
 from dataclasses import dataclass, fields, replace
 
 __all__ = ["GpuParams", "ParamError", "KiB", "MiB", "GiB", "TiB", "MAX_VFS", "FN_WIDTH",
-           "IOV_FB_UNIT", "MAX_TIMER_CYCLES", "TIMER_WIDTH", "MIN_BAR_SIZE",
-           "MAX_BAR_SIZE", "size_text"]
+           "IOV_FB_UNIT", "MAX_MEM_CHANNELS", "MEM_INTERLEAVE", "MAX_TIMER_CYCLES",
+           "TIMER_WIDTH", "MIN_BAR_SIZE", "MAX_BAR_SIZE", "size_text"]
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -29,6 +29,13 @@ IOV_FB_UNIT = 16 * MiB
 #: TIMER_WIDTH bits so that the value 1 << 24 itself fits.
 MAX_TIMER_CYCLES = 1 << 24
 TIMER_WIDTH = MAX_TIMER_CYCLES.bit_length()
+
+#: FB memory channels the model builds at most (``mem_channels``).
+MAX_MEM_CHANNELS = 4
+
+#: Host FB accesses and the scrubber's fill go to channel (address / MEM_INTERLEAVE) mod
+#: ``mem_channels``: 4 KiB, a page, so that one page's accesses stay on one channel.
+MEM_INTERLEAVE = 4 * KiB
 
 #: BAR sizes the model builds: one 4 KiB page (the smallest system page SR-IOV allows)
 #: up to 1 TiB, which keeps a VF BAR window of MAX_VFS apertures far inside 64 bits.
@@ -101,6 +108,11 @@ class GpuParams:
         in sim/ and the analytic cost model; the RTL works with any latency.
     mem_outstanding : int
         Reads the save/restore engine keeps in flight, 1..1024 (default 32).
+    mem_channels : int
+        FB memory channels, 1..4 (default 1): independent ports to the one FB, each taking
+        a request a cycle with its own answers (rtl/memory/fb_port.py says who uses which:
+        the two context movers of an overlapped switch use different channels; host FB
+        accesses and the scrubber go by address, :data:`MEM_INTERLEAVE` bytes a channel).
     doorbells_per_fn : int
         Doorbells of each function (dwords at the start of its doorbell BAR), 1..64 (default 8).
     doorbell_ports : int
@@ -138,6 +150,7 @@ class GpuParams:
     mem_width: int = 128
     mem_latency: int = 10
     mem_outstanding: int = 32
+    mem_channels: int = 1
     doorbells_per_fn: int = 8
     doorbell_ports: int = 1
     doorbell_value_width: int = 32
@@ -193,6 +206,7 @@ class GpuParams:
             raise ParamError(f"mem_width={self.mem_width} must be 64, 128, 256 or 512")
         self._check_range("mem_latency", 1, 1000)
         self._check_range("mem_outstanding", 1, 1024)
+        self._check_range("mem_channels", 1, MAX_MEM_CHANNELS)
         self._check_range("doorbells_per_fn", 1, 64)
         self._check_range("doorbell_ports", 1, 4)
         self._check_range("doorbell_value_width", 8, 32)

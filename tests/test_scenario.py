@@ -108,8 +108,8 @@ def test_hardware_scheduler_modes_run_clean_at_their_cost(mode):
     hw = s["phases"]["switch (hardware)"]
     serial = cost_model.switch_cycles(params, SMALL.engine_drain)
     if mode == "overlapped":
-        # One FB port: the save and the load share it (2B + L + 2), so overlap saves little.
-        one_port = cost_model.one_port_overlapped_phase_cycles(params, SMALL.engine_drain)
+        # One FB channel: the save and the load share it (2B + L + 2), so overlap saves little.
+        one_port = cost_model.gpu_overlapped_phase_cycles(params, SMALL.engine_drain)
         for phase in ("idle", "overlap", "run"):
             assert s["phases"][phase]["min"] == s["phases"][phase]["max"] == one_port[phase]
         assert hw["min"] == hw["max"] == one_port["switch"] <= serial
@@ -117,6 +117,13 @@ def test_hardware_scheduler_modes_run_clean_at_their_cost(mode):
         assert hw["min"] == hw["max"] == serial
         # No hypervisor in the loop: the host sees the hardware's cycles.
         assert s["phases"]["switch (as the host sees it)"]["max"] == serial
+
+
+def test_an_fb_memory_of_latency_one_answers_every_read():
+    # The FB port remembers whose each read is in a queue that must be readable in the
+    # cycle after the read leaves: a memory of latency 1 answers then.
+    s = summarize(run(with_(SMALL, name="latency-1", mem_latency=1)))
+    assert s["errors"] == [] and s["switches"] >= 2 and s["context_checks"] >= s["switches"]
 
 
 def test_liquid_mode_skips_idle_vms():

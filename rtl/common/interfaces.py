@@ -9,11 +9,14 @@ from amaranth.hdl import unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.params import MEM_INTERLEAVE
+
 __all__ = [
     "Status", "FbOrigin", "Violation",
     "fb_access_layout", "fb_result_layout", "FbAccessSignature", "FbResultSignature",
     "reg_request_layout", "reg_response_layout", "RegBusSignature", "REG_DATA_WIDTH",
     "ValidSignature", "fb_mem_request_layout", "FbMemSignature", "shared_load_layout",
+    "channel_port", "mem_channel_of", "shadow_channel",
     "region_layout",
 ]
 
@@ -108,6 +111,29 @@ def FbMemSignature(params):
         "req":  Out(stream.Signature(fb_mem_request_layout(params))),
         "resp": In(ValidSignature(data.StructLayout({"data": unsigned(params.mem_width)}))),
     })
+
+
+def channel_port(name, channel):
+    """The port of FB memory channel ``channel`` among a block's ports named ``name``:
+    channel 0 keeps the name (a one-channel GPU has the ports it always had), channel c
+    is ``name_c``."""
+    return name if channel == 0 else f"{name}_{channel}"
+
+
+def mem_channel_of(params, addr):
+    """The FB channel a host FB access or a scrub beat at byte ``addr`` goes to:
+    (addr / MEM_INTERLEAVE) mod ``mem_channels``. ``addr`` is an int or an Amaranth value
+    (then so is the result)."""
+    if params.mem_channels == 1:
+        return 0
+    return (addr >> (MEM_INTERLEAVE.bit_length() - 1)) % params.mem_channels
+
+
+def shadow_channel(params):
+    """The channel of the world switch's shadow mover (the load of an overlapped switch):
+    channel 1, so that it never meets the live mover (channel 0), or channel 0 if that is
+    the only one."""
+    return min(1, params.mem_channels - 1)
 
 
 def reg_request_layout(params, addr_width):

@@ -8,7 +8,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl.memory.fb_partition import scrub_request_layout
-from rtl.common.interfaces import FbMemSignature, ValidSignature, region_layout
+from rtl.common.interfaces import (FbMemSignature, ValidSignature, channel_port,
+                                   mem_channel_of, region_layout, shadow_channel)
 from rtl.common.iov_codes import SeqState
 
 __all__ = ["FbPort", "Scrubber", "FbInitiator", "host_fb_entry_layout", "host_fb_done_layout",
@@ -18,10 +19,14 @@ __all__ = ["FbPort", "Scrubber", "FbInitiator", "host_fb_entry_layout", "host_fb
 HOST_TAG_WIDTH = 8
 
 
-def _fifo(shape, depth):
+def _fifo(shape, depth, *, next_cycle=False):
     """A :class:`~amaranth.lib.fifo.SyncFIFOBuffered` of ``shape`` (a layout or an enum):
-    write its ``w_data`` whole, read it through ``shape(fifo.r_data)``."""
-    return fifo.SyncFIFOBuffered(width=Shape.cast(shape).width, depth=depth)
+    write its ``w_data`` whole, read it through ``shape(fifo.r_data)``. ``next_cycle``: a
+    :class:`~amaranth.lib.fifo.SyncFIFO` instead, whose entry can be read in the cycle after
+    it is written (the buffered one's two cycles after): what remembers a read until its
+    answer, which a memory of latency 1 gives in that next cycle."""
+    cls = fifo.SyncFIFO if next_cycle else fifo.SyncFIFOBuffered
+    return cls(width=Shape.cast(shape).width, depth=depth)
 
 
 class FbInitiator(enum.Enum, shape=2):
@@ -51,8 +56,8 @@ class Scrubber(wiring.Component):
     """Zero-fills the FB a region gains before it is activated, and keeps a dirty bit per
     granule so that only FB something was written to is filled.
 
-    ``wrote`` names the granule of every write the FB port sends (the scrubber's own zeros
-    excepted): that granule is dirty. A request (``req``: base, size in granules) is served
+    ``wrote[c]`` names the granule of every write the FB port sends on channel c (the
+    scrubber's own zeros excepted): that granule is dirty. A request (``req``: base, size in granules) is served
     in three steps: the *fence* waits until the host FB accesses queued when it arrived
     (``host_level``, counted down by ``host_pop``) have left for FB, so that no access
     granted under the old layout lands after the fill; then each granule of the region is
@@ -70,7 +75,7 @@ class Scrubber(wiring.Component):
     ----------
     req : stream of scrub_request_layout, in; ``ready`` pulses when the region is clean
     mem : FbMem, out (writes only)
-    wrote : flow of {granule}, in
+    wrote : array of ``mem_channels`` flows of {granule}, in
     host_level : in
         Host FB accesses in the queue now.
     host_pop : in
@@ -88,7 +93,8 @@ class Scrubber(wiring.Component):
         super().__init__({
             "req": In(stream.Signature(scrub_request_layout(p))),
             "mem": Out(FbMemSignature(p)),
-            "wrote": In(ValidSignature(data.StructLayout({"granule": unsigned(gw)}))),
+            "wrote": In(ValidSignature(data.StructLayout({"granule": unsigned(gw)})))
+            .array(p.mem_channels),
             "host_level": In(range(queue_depth + 1)),
             "host_pop": In(1),
             "busy": Out(1),
@@ -104,17 +110,19 @@ class Scrubber(wiring.Component):
         beats = p.fb_granule // beat_bytes              # beats per granule (>= 8)
 
         m.submodules.dirty = dirty = Memory(shape=1, depth=p.fb_granules, init=[])
-        mark = dirty.write_port()
+        marks = [dirty.write_port() for _ in self.wrote]
         clean = dirty.write_port()
-        look = dirty.read_port(transparent_for=(mark,))
+        look = dirty.read_port(transparent_for=marks)
 
         granule = Signal(gw)                # the granule being looked at or filled
         last = Signal(gw + 1)               # one past the region
         beat = Signal(range(beats))
         ahead = Signal.like(self.host_level)
         cycles = Signal(32)
-        m.d.comb += [mark.en.eq(self.wrote.valid), mark.addr.eq(self.wrote.payload.granule),
-                     mark.data.eq(1), look.addr.eq(granule)]
+        for mark, wrote in zip(marks, self.wrote):
+            m.d.comb += [mark.en.eq(wrote.valid), mark.addr.eq(wrote.payload.granule),
+                         mark.data.eq(1)]
+        m.d.comb += look.addr.eq(granule)
         with m.If(self.busy):
             m.d.sync += cycles.eq(cycles + 1)
 
@@ -146,7 +154,8 @@ class Scrubber(wiring.Component):
                 with m.If(look.data):
                     # Clean from now on; a write the port sends to this granule in this very
                     # cycle keeps it dirty (its port wins by not being contested).
-                    m.d.comb += [clean.en.eq(~(mark.en & (mark.addr == granule))),
+                    marked = Cat(*[mark.en & (mark.addr == granule) for mark in marks]).any()
+                    m.d.comb += [clean.en.eq(~marked),
                                  clean.addr.eq(granule), clean.data.eq(0)]
                     m.d.sync += beat.eq(0)
                     m.next = "FILL"
@@ -168,22 +177,26 @@ class Scrubber(wiring.Component):
 
 
 class FbPort(wiring.Component):
-    """The GPU's one FB memory port, shared by the context movers, host FB accesses and the
-    scrubber.
+    """The GPU's FB memory channels (``mem_channels`` of them, independent ports to the one
+    FB), shared by the context movers, host FB accesses and the scrubber.
 
-    Who may use the port is decided by the world switch's step (``seq``, a register),
-    never by who asks: a mover's ready must not wait on its own valid through this arbiter
-    (that loop set the clock). The live mover owns the port in SAVE, LOAD and INIT; in an
-    overlapped phase the live and shadow movers alternate cycle by cycle; otherwise host FB
-    accesses have it, alternating with the scrubber while it works (the scrubber takes every
-    cycle the host queue is empty). The grant is a register a cycle behind the step: a mover
-    starts in its phase's second cycle and has finished when the phase ends.
+    Who may use a channel each cycle is decided by the world switch's step (``seq``, a
+    register), never by who asks: a mover's ready must not wait on its own valid through
+    this arbiter (that loop set the clock). The live mover owns channel 0 in SAVE, LOAD and
+    INIT; in an overlapped phase the shadow mover owns channel 1 (with one channel, the two
+    alternate on channel 0 cycle by cycle). Host FB accesses and the scrubber use the
+    channel of their address (:func:`~rtl.common.interfaces.mem_channel_of`) whenever no
+    mover owns it, the scrubber taking every cycle its channel has no host access waiting
+    at the head of the queue, alternating with them otherwise. The grant is a register a
+    cycle behind the step: a mover starts in its phase's second cycle and has finished when
+    the phase ends.
 
     Host accesses arrive on ``host`` already granted by the FB partition unit (at most
     ``depth`` in the queue: the top's credits guarantee it) and go out in order, one 32-bit
-    lane of a ``mem_width`` beat. Reads answer in order: each read's initiator is queued,
-    and host read data comes back on ``host_done``. ``host_retired`` pulses when a host
-    write leaves for FB (its credit may be reused).
+    lane of a ``mem_width`` beat; the head waits while its channel is taken. Each channel's
+    reads answer in order on that channel; host read data comes back on ``host_done`` in
+    the order the reads left, whatever the channels' latencies. ``host_retired`` pulses
+    when a host write leaves for FB (its credit may be reused).
 
     **The CSA guard.** A mover request outside the active CSA (``csa``) never reaches FB:
     a write is dropped (the mover sees it taken), a read is not taken; ``ctx_fault`` pulses
@@ -203,7 +216,9 @@ class FbPort(wiring.Component):
     csa : region_layout, in
         The active context save area.
     ctx_fault : flow of {addr, write}, out
-    fb : FbMem, out
+    fb, fb_1, .. : FbMem, out
+        Channel 0, 1, .. (:func:`~rtl.common.interfaces.channel_port`); :attr:`channels`
+        lists them.
     scrub_cycles, scrub_granules : out
         The scrubber's statistics (:class:`Scrubber`).
     """
@@ -213,9 +228,12 @@ class FbPort(wiring.Component):
         self.depth = depth
         p = params
         self.scrubber = Scrubber(params, depth)
-        #: Observation, named here for the formal harness: who has the port this cycle, and
-        #: the host access at the head of the queue (what goes out when ``pick`` is HOST).
-        self.pick = Signal(FbInitiator, init=FbInitiator.HOST)
+        #: Observation, named here for the formal harness: who has each channel this cycle
+        #: (``pick`` is channel 0's), and the host access at the head of the queue (what goes
+        #: out when its channel's pick is HOST).
+        self.picks = [Signal(FbInitiator, init=FbInitiator.HOST,
+                             name=channel_port("pick", c)) for c in range(p.mem_channels)]
+        self.pick = self.picks[0]
         self.host_head = Signal(host_fb_entry_layout(p))
         super().__init__({
             "live": In(FbMemSignature(p)),
@@ -228,10 +246,15 @@ class FbPort(wiring.Component):
             "csa": In(region_layout(p)),
             "ctx_fault": Out(ValidSignature(data.StructLayout({"addr": p.fb_addr_width,
                                                                  "write": 1}))),
-            "fb": Out(FbMemSignature(p)),
+            **{channel_port("fb", c): Out(FbMemSignature(p)) for c in range(p.mem_channels)},
             "scrub_cycles": Out(32),
             "scrub_granules": Out(32),
         })
+
+    @property
+    def channels(self):
+        """The FB channel ports, channel 0 first."""
+        return [getattr(self, channel_port("fb", c)) for c in range(self.params.mem_channels)]
 
     def _host_request(self, m, entry):
         """A queued host access as a request on the port: its dword in its beat's lane."""
@@ -245,6 +268,27 @@ class FbPort(wiring.Component):
                      req.data.eq(entry.data << (lane * 32)),
                      req.be.eq(entry.be << (lane * 4))]
         return req, lane
+
+    def _grant(self, m, c, host_here, scrub_here):
+        """Channel ``c``'s grant for the next cycle, from the world switch's step."""
+        p, pick = self.params, self.picks[c]
+        # The scrubber asks only while it fills (its request is a state of its FSM).
+        host_or_scrub = Mux(scrub_here & ((pick == FbInitiator.HOST) | ~host_here),
+                            FbInitiator.SCRUB, FbInitiator.HOST)
+        movers = {SeqState.SAVE: {0: FbInitiator.LIVE}, SeqState.LOAD: {0: FbInitiator.LIVE},
+                  SeqState.INIT: {0: FbInitiator.LIVE},
+                  SeqState.OVERLAP: {0: FbInitiator.LIVE,
+                                     shadow_channel(p): FbInitiator.SHADOW}}
+        with m.Switch(self.seq):
+            for step, owners in movers.items():
+                with m.Case(step):
+                    if c == 0 and step == SeqState.OVERLAP and p.mem_channels == 1:
+                        m.d.sync += pick.eq(Mux(pick == FbInitiator.LIVE,
+                                                FbInitiator.SHADOW, FbInitiator.LIVE))
+                    else:
+                        m.d.sync += pick.eq(owners.get(c, host_or_scrub))
+            with m.Default():
+                m.d.sync += pick.eq(host_or_scrub)
 
     def elaborate(self, platform):
         m = Module()
@@ -261,95 +305,135 @@ class FbPort(wiring.Component):
         entry = self.host_head
         m.d.comb += entry.eq(entry_layout(host_q.r_data))
         host_req, lane = self._host_request(m, entry)
-
-        # --- The grant: from the world switch's step, a register ----------------------------
-        pick = self.pick
-        # The scrubber asks only while it fills (its request is a state of its FSM).
-        host_or_scrub = Mux(scrubber.mem.req.valid & ((pick == FbInitiator.HOST) | ~host_q.r_rdy),
-                            FbInitiator.SCRUB, FbInitiator.HOST)
-        with m.Switch(self.seq):
-            with m.Case(SeqState.SAVE, SeqState.LOAD, SeqState.INIT):
-                m.d.sync += pick.eq(FbInitiator.LIVE)
-            with m.Case(SeqState.OVERLAP):
-                m.d.sync += pick.eq(Mux(pick == FbInitiator.LIVE, FbInitiator.SHADOW,
-                                        FbInitiator.LIVE))
-            with m.Default():
-                m.d.sync += pick.eq(host_or_scrub)
+        head_channel = mem_channel_of(p, entry.addr)
+        scrub_req = scrubber.mem.req
+        scrub_channel = mem_channel_of(p, scrub_req.payload.addr)
 
         # --- The CSA guard, per mover, on its own request ----------------------------------
         csa = self.csa
-        movers = {FbInitiator.LIVE: self.live, FbInitiator.SHADOW: self.shadow}
+        movers = {FbInitiator.LIVE: (self.live, 0),
+                  FbInitiator.SHADOW: (self.shadow, shadow_channel(p))}
         in_csa = {}
-        for who, mv in movers.items():
+        for who, (mv, _) in movers.items():
             g = mv.req.payload.addr[gb:]
             ok = Signal(name=f"{who.name.lower()}_in_csa")
             m.d.comb += ok.eq(csa.valid & (g >= csa.base) & (g < csa.base + csa.size))
             in_csa[who] = ok
 
-        # Which initiator each read in flight belongs to: reads answer in order.
         in_flight = 2 * p.mem_outstanding + depth
-        m.submodules.read_src = src_q = _fifo(FbInitiator, in_flight)
         read_tag = data.StructLayout({"tag": HOST_TAG_WIDTH, "lane": len(lane)})
-        m.submodules.host_reads = rd_q = _fifo(read_tag, depth)
-
-        requests = {FbInitiator.LIVE: (self.live.req.valid, self.live.req.payload),
-                    FbInitiator.SHADOW: (self.shadow.req.valid, self.shadow.req.payload),
-                    FbInitiator.HOST: (host_q.r_rdy, host_req),
-                    FbInitiator.SCRUB: (scrubber.mem.req.valid, scrubber.mem.req.payload)}
+        done_layout = host_fb_done_layout()
         order = list(FbInitiator)
-        asking = Array(requests[who][0] for who in order)[pick]
-        chosen = Signal(self.fb.req.payload.shape())
-        m.d.comb += chosen.eq(Array(requests[who][1].as_value() for who in order)[pick])
-        guarded = Array(in_csa.get(who, Const(1)) for who in order)[pick]
-        # A read goes out only with room to remember whose it is; a mover's only inside
-        # the CSA.
-        fb = self.fb
-        m.d.comb += [fb.req.valid.eq(asking & (chosen.write | src_q.w_rdy) & guarded),
-                     fb.req.payload.eq(chosen)]
-        sent = fb.req.valid & fb.req.ready
-        # A mover's ready leaves its own valid out (it completes the handshake itself) and
-        # looks at its own request only; a write outside the CSA is taken and dropped.
-        for who, mv in movers.items():
-            m.d.comb += mv.req.ready.eq(fb.req.ready & (pick == who) &
-                                        (mv.req.payload.write | (src_q.w_rdy & in_csa[who])))
-        m.d.comb += scrubber.mem.req.ready.eq(fb.req.ready & (pick == FbInitiator.SCRUB))
-        popped = fb.req.ready & (pick == FbInitiator.HOST) & host_q.r_rdy & \
-            (entry.write | src_q.w_rdy)
+        popped_any, completions = [], []
+        for c, fb in enumerate(self.channels):
+            pick = self.picks[c]
+            host_here = host_q.r_rdy & (head_channel == c)
+            scrub_here = scrub_req.valid & (scrub_channel == c)
+            self._grant(m, c, host_here, scrub_here)
+            # Which initiator each read in flight on this channel belongs to (they answer
+            # in order), and each host read's tag and lane.
+            src_q = _fifo(FbInitiator, in_flight, next_cycle=True)
+            rd_q = _fifo(read_tag, depth, next_cycle=True)
+            m.submodules[channel_port("read_src", c)] = src_q
+            m.submodules[channel_port("host_reads", c)] = rd_q
+            requests = {who: ((mv.req.valid if ch == c else Const(0)), mv.req.payload)
+                        for who, (mv, ch) in movers.items()}
+            requests[FbInitiator.HOST] = (host_here, host_req)
+            requests[FbInitiator.SCRUB] = (scrub_here, scrub_req.payload)
+            asking = Array(requests[who][0] for who in order)[pick]
+            chosen = Signal(fb.req.payload.shape(), name=channel_port("chosen", c))
+            m.d.comb += chosen.eq(Array(requests[who][1].as_value() for who in order)[pick])
+            guarded = Array(in_csa.get(who, Const(1)) for who in order)[pick]
+            # A read goes out only with room to remember whose it is; a mover's only inside
+            # the CSA.
+            m.d.comb += [fb.req.valid.eq(asking & (chosen.write | src_q.w_rdy) & guarded),
+                         fb.req.payload.eq(chosen)]
+            sent = fb.req.valid & fb.req.ready
+            # A mover's ready leaves its own valid out (it completes the handshake itself)
+            # and looks at its own request only; a write outside the CSA is taken and dropped.
+            for who, (mv, ch) in movers.items():
+                if ch == c:
+                    m.d.comb += mv.req.ready.eq(fb.req.ready & (pick == who) &
+                                                (mv.req.payload.write |
+                                                 (src_q.w_rdy & in_csa[who])))
+            with m.If(scrub_channel == c):
+                m.d.comb += scrub_req.ready.eq(fb.req.ready & (pick == FbInitiator.SCRUB))
+            popped = Signal(name=channel_port("popped", c))
+            m.d.comb += popped.eq(fb.req.ready & (pick == FbInitiator.HOST) & host_here &
+                                  (entry.write | src_q.w_rdy))
+            popped_any.append(popped)
+            m.d.comb += [src_q.w_en.eq(sent & ~chosen.write), src_q.w_data.eq(pick),
+                         rd_q.w_en.eq(popped & ~entry.write),
+                         read_tag(rd_q.w_data).tag.eq(entry.tag),
+                         read_tag(rd_q.w_data).lane.eq(lane),
+                         # Every write that lands in FB makes its granule dirty, but the zeros.
+                         scrubber.wrote[c].valid.eq(sent & chosen.write &
+                                                    (pick != FbInitiator.SCRUB)),
+                         scrubber.wrote[c].payload.granule.eq(chosen.addr[gb:])]
+            completions.append(self._answers(m, c, fb, src_q, rd_q, read_tag))
+
+        popped = Cat(*popped_any).any()
         m.d.comb += [host_q.r_en.eq(popped),
                      self.host_retired.eq(popped & entry.write),
                      scrubber.host_level.eq(host_q.level), scrubber.host_pop.eq(popped),
-                     src_q.w_en.eq(sent & ~chosen.write), src_q.w_data.eq(pick),
-                     rd_q.w_en.eq(popped & ~entry.write),
-                     read_tag(rd_q.w_data).tag.eq(entry.tag),
-                     read_tag(rd_q.w_data).lane.eq(lane),
-                     # Every write that lands in FB makes its granule dirty, but the zeros.
-                     scrubber.wrote.valid.eq(sent & chosen.write & (pick != FbInitiator.SCRUB)),
-                     scrubber.wrote.payload.granule.eq(chosen.addr[gb:]),
                      self.scrub_cycles.eq(scrubber.last_cycles),
                      self.scrub_granules.eq(scrubber.granules)]
+        self._fault(m, movers, in_csa)
+        self._host_done(m, completions, popped & ~entry.write, head_channel)
+        return m
 
-        fault = self.ctx_fault
-        stopped = Signal()
-        m.d.comb += stopped.eq(Cat(*[(pick == who) & mv.req.valid & ~in_csa[who]
-                                     for who, mv in movers.items()]).any())
-        m.d.sync += [fault.valid.eq(stopped), fault.payload.addr.eq(chosen.addr),
-                     fault.payload.write.eq(chosen.write)]
-
-        # --- Read data back to whoever asked ------------------------------------------------
+    def _answers(self, m, c, fb, src_q, rd_q, read_tag):
+        """Channel ``c``'s read data back to whoever asked; returns its host completion
+        queue."""
         back = fb.resp.valid
-        src = Signal(FbInitiator)
+        src = Signal(FbInitiator, name=channel_port("src", c))
         m.d.comb += [src.eq(FbInitiator(src_q.r_data)), src_q.r_en.eq(back)]
-        for who, mv in movers.items():
-            m.d.comb += [mv.resp.valid.eq(back & (src == who)),
-                         mv.resp.payload.data.eq(fb.resp.payload.data)]
+        for who, mv in ((FbInitiator.LIVE, self.live), (FbInitiator.SHADOW, self.shadow)):
+            if c == (0 if who == FbInitiator.LIVE else shadow_channel(self.params)):
+                m.d.comb += [mv.resp.valid.eq(back & (src == who)),
+                             mv.resp.payload.data.eq(fb.resp.payload.data)]
         done_layout = host_fb_done_layout()
-        m.submodules.host_cpl = cpl = _fifo(done_layout, depth)
+        cpl = _fifo(done_layout, self.depth)
+        m.submodules[channel_port("host_cpl", c)] = cpl
         host_back = back & (src == FbInitiator.HOST)
         waiting = read_tag(rd_q.r_data)
         done = done_layout(cpl.w_data)
         m.d.comb += [rd_q.r_en.eq(host_back), cpl.w_en.eq(host_back),
                      done.tag.eq(waiting.tag),
-                     done.data.eq(fb.resp.payload.data >> (waiting.lane * 32)),
-                     self.host_done.valid.eq(cpl.r_rdy), cpl.r_en.eq(self.host_done.ready),
-                     self.host_done.payload.eq(done_layout(cpl.r_data))]
-        return m
+                     done.data.eq(fb.resp.payload.data >> (waiting.lane * 32))]
+        return cpl
+
+    def _host_done(self, m, completions, read_left, head_channel):
+        """Host read data out on ``host_done``, in the order the reads left: with several
+        channels, a queue of the channel of each read in flight says whose data is next."""
+        done_layout = host_fb_done_layout()
+        if len(completions) == 1:
+            cpl, = completions
+            m.d.comb += [self.host_done.valid.eq(cpl.r_rdy), cpl.r_en.eq(self.host_done.ready),
+                         self.host_done.payload.eq(done_layout(cpl.r_data))]
+            return
+        in_flight = 2 * self.params.mem_outstanding + self.depth
+        m.submodules.read_order = order_q = _fifo(
+            range(len(completions)), in_flight)
+        next_channel = order_q.r_data
+        ready = Array(cpl.r_rdy for cpl in completions)[next_channel]
+        m.d.comb += [order_q.w_en.eq(read_left), order_q.w_data.eq(head_channel),
+                     self.host_done.valid.eq(order_q.r_rdy & ready),
+                     self.host_done.payload.eq(
+                         Array(cpl.r_data for cpl in completions)[next_channel]),
+                     order_q.r_en.eq(self.host_done.valid & self.host_done.ready)]
+        for c, cpl in enumerate(completions):
+            m.d.comb += cpl.r_en.eq(self.host_done.valid & self.host_done.ready &
+                                    (next_channel == c))
+
+    def _fault(self, m, movers, in_csa):
+        """``ctx_fault``: a mover granted its channel asked outside the CSA."""
+        stops = {who: Signal(name=f"{who.name.lower()}_stopped") for who in movers}
+        for who, (mv, ch) in movers.items():
+            m.d.comb += stops[who].eq((self.picks[ch] == who) & mv.req.valid & ~in_csa[who])
+        live, shadow = self.live.req.payload, self.shadow.req.payload
+        stop_live = stops[FbInitiator.LIVE]
+        fault = self.ctx_fault
+        m.d.sync += [fault.valid.eq(stop_live | stops[FbInitiator.SHADOW]),
+                     fault.payload.addr.eq(Mux(stop_live, live.addr, shadow.addr)),
+                     fault.payload.write.eq(Mux(stop_live, live.write, shadow.write))]

@@ -13,7 +13,8 @@ from rtl.memory.fb_partition import FbPartition, fb_partition_regmap
 from rtl.memory.fb_port import HOST_TAG_WIDTH, FbPort
 from rtl.world_switch.gpu_iov import GpuIov
 from rtl.world_switch.world_switch import world_switch_regmap
-from rtl.common.interfaces import FbMemSignature, FbOrigin, Status, ValidSignature
+from rtl.common.interfaces import (FbMemSignature, FbOrigin, Status, ValidSignature,
+                                   channel_port)
 from rtl.mmio.decode import MmioDecode, mmio_regmap
 from rtl.params import FN_WIDTH, KiB, ParamError
 from rtl.common.regmap import Access, Field, Register, RegisterFile, RegisterMap
@@ -219,9 +220,10 @@ class SriovGpu(wiring.Component):
     (:class:`~rtl.memory.fb_port.Scrubber`); its active CSA is the world switch's. TOTAL_FB_CONSUMED
     is the FB of active slices. The translation lives in :class:`~rtl.top.cap_mirror.CapMirror`.
 
-    The FB memory port (:class:`~rtl.memory.fb_port.FbPort`) belongs to the world switch's context
-    movers during their phases and to host FB accesses (and the scrubber) otherwise; a mover
-    access outside the active CSA is stopped there. The world switch's owner is the only
+    The FB memory channels (:class:`~rtl.memory.fb_port.FbPort`) belong to the world switch's
+    context movers during their phases (channel 0, and channel 1 for an overlapped switch's
+    load) and to host FB accesses (and the scrubber) otherwise; a mover access outside the
+    active CSA is stopped there. The world switch's owner is the only
     function whose doorbells reach ``cp``; the answers leave through
     :class:`~rtl.top.host_answer.HostAnswer` (fixed-latency answers first, then FB read
     data; the credits). its engine reports ``engine_busy``. A VF's FLR
@@ -233,7 +235,8 @@ class SriovGpu(wiring.Component):
     host : HostPort, in
     pf_rid : in
         The PF's Routing ID (bus, device, function 0) as the host enumerated it.
-    fb : FbMem, out
+    fb, fb_1, .. : FbMem, out
+        The FB memory channels, ``mem_channels`` of them (one: ``fb``).
     cp : stream of doorbell events, out; ``engine_busy`` in, ``engine_stop`` out
     state_wr, state_rd, state_rdata : the engine-state memory, for the engine model
     irq : {pf_mailbox, reg_violation, fb_violation, hang, layout}, out; ``vf_irq[n]``: VF n's
@@ -274,7 +277,8 @@ class SriovGpu(wiring.Component):
         super().__init__({
             "host": In(HostPortSignature(params)),
             "pf_rid": In(16),
-            "fb": Out(FbMemSignature(params)),
+            **{channel_port("fb", c): Out(FbMemSignature(params))
+               for c in range(params.mem_channels)},
             "cp": Out(stream.Signature(doorbell_event_layout(params))),
             "engine_busy": In(1),
             "engine_stop": Out(1),
@@ -341,7 +345,8 @@ class SriovGpu(wiring.Component):
         wiring.connect(m, iov.mem, port.live)
         wiring.connect(m, iov.mem_load, port.shadow)
         wiring.connect(m, fbp.scrub, port.scrub)
-        wiring.connect(m, port.fb, wiring.flipped(self.fb))
+        for c, channel in enumerate(port.channels):
+            wiring.connect(m, channel, wiring.flipped(getattr(self, channel_port("fb", c))))
         wiring.connect(m, port.host_done, self.answer.fb_done)
         m.d.comb += [port.seq.eq(iov.seq_state), port.csa.eq(fbp.active_csa),
                      iov.ctx_fault.eq(port.ctx_fault.valid),

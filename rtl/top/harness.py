@@ -6,6 +6,7 @@ from amaranth.hdl import Cat, Module, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.common.interfaces import channel_port
 from rtl.common.iov_codes import SeqState, csa_bytes
 from rtl.memory.fb_ram import FbRam, ram_model_verilog
 from rtl.top.gpu import SriovGpu
@@ -18,7 +19,7 @@ def seen_layout(params):
     return data.StructLayout({
         "answer": 1,          # host.resp.valid
         "doorbell": 1,        # cp.valid
-        "fb_ext": 1,          # fb_ext.valid
+        "fb_ext": 1,          # an fb_ext (any channel's) valid
         "req_ready": 1,       # host.req.ready
         "engine_stop": 1,
         "owner_valid": 1,
@@ -37,7 +38,7 @@ class GpuHarness(wiring.Component):
     guest's FB BAR traffic, the scrubber) goes out on ``fb_ext`` and the testbench answers
     it. Nothing depends on the window for correctness: a CSA elsewhere is only slower.
 
-    Every port of the top but ``fb`` is this component's too, under the same name. Its
+    Every port of the top but the FB channels is this component's too, under the same name. Its
     Verilog (``rtl.top.blocks.block_verilog``) makes its own clock: module ``gpu_harness``
     wraps the converted design (``gpu_harness_core``) with a free-running ``clk`` of
     :attr:`CLOCK_PERIOD_NS` and has every other port, ``rst`` included; a simulator then
@@ -46,7 +47,8 @@ class GpuHarness(wiring.Component):
     Attributes
     ----------
     fb_ext : flow, out; fb_ext_rdata : in
-        :class:`~rtl.memory.fb_ram.FbRam`'s outside accesses (answered in the same cycle).
+        :class:`~rtl.memory.fb_ram.FbRam`'s outside accesses (answered in the same cycle);
+        with several FB channels, channel c's are ``fb_ext_c`` and ``fb_ext_rdata_c``.
     fb_reads, fb_writes : out
         FB memory requests accepted since reset.
     host_req_toggle : in
@@ -75,11 +77,14 @@ class GpuHarness(wiring.Component):
         self.ram = FbRam(params, params.pf_fb_aperture, csa_bytes(params), params.mem_latency,
                          verilog=verilog)
         members = {name: member for name, member in self.gpu.signature.members.items()
-                   if name != "fb"}
+                   if name not in self._fb_channels()}
         ram = self.ram.signature.members
+        ext = {}
+        for c in range(params.mem_channels):
+            for name in ("ext", "ext_rdata"):
+                ext[channel_port(f"fb_{name}", c)] = ram[channel_port(name, c)]
         super().__init__({
-            **members,
-            "fb_ext": ram["ext"], "fb_ext_rdata": ram["ext_rdata"],
+            **members, **ext,
             "fb_reads": ram["reads"], "fb_writes": ram["writes"],
             "host_req_toggle": In(1),
             "seen": Out(seen_layout(params)),
@@ -95,7 +100,7 @@ class GpuHarness(wiring.Component):
     def verilog_models(self):
         """Verilog text of the simulation models this component instantiates (built with
         ``verilog=True``): to be appended to its generated Verilog."""
-        return ram_model_verilog() if self.ram.verilog else ""
+        return ram_model_verilog(self.params.mem_channels) if self.ram.verilog else ""
 
     def clocked_top(self, name, core):
         """Verilog of module ``name``: module ``core`` (this component's conversion) with
@@ -116,9 +121,11 @@ class GpuHarness(wiring.Component):
         m = Module()
         gpu, ram = self.gpu, self.ram
         m.submodules.gpu, m.submodules.ram = gpu, ram
-        wiring.connect(m, gpu.fb, ram.mem)
+        p = self.params
+        for c, channel in enumerate(ram.channels):
+            wiring.connect(m, getattr(gpu, channel_port("fb", c)), channel)
         for name, member in gpu.signature.members.items():
-            if name == "fb":
+            if name in self._fb_channels():
                 continue
             inner, outer = getattr(gpu, name), getattr(self, name)
             if name == "host":
@@ -129,14 +136,17 @@ class GpuHarness(wiring.Component):
                 m.d.comb += inner.eq(outer)
             else:
                 m.d.comb += outer.eq(inner)
-        m.d.comb += [self.fb_ext.valid.eq(ram.ext.valid),
-                     self.fb_ext.payload.eq(ram.ext.payload),
-                     ram.ext_rdata.eq(self.fb_ext_rdata),
-                     self.fb_reads.eq(ram.reads), self.fb_writes.eq(ram.writes)]
+        for c in range(p.mem_channels):
+            ext = getattr(self, channel_port("fb_ext", c))
+            m.d.comb += [ext.valid.eq(ram.port("ext", c).valid),
+                         ext.payload.eq(ram.port("ext", c).payload),
+                         ram.port("ext_rdata", c).eq(getattr(self, channel_port("fb_ext_rdata",
+                                                                              c)))]
+        m.d.comb += [self.fb_reads.eq(ram.reads), self.fb_writes.eq(ram.writes)]
 
         seen = self.seen
         m.d.comb += [seen.answer.eq(gpu.host.resp.valid), seen.doorbell.eq(gpu.cp.valid),
-                     seen.fb_ext.eq(ram.ext.valid), seen.req_ready.eq(gpu.host.req.ready),
+                     seen.fb_ext.eq(self._outside(p)), seen.req_ready.eq(gpu.host.req.ready),
                      seen.engine_stop.eq(gpu.engine_stop), seen.owner_valid.eq(gpu.owner_valid),
                      seen.owner.eq(gpu.owner), seen.seq_state.eq(gpu.seq_state)]
         # wake(t) = event(0) ^ ... ^ event(t): it changes exactly in the event cycles.
@@ -155,8 +165,16 @@ class GpuHarness(wiring.Component):
         ring = Signal()
         m.d.sync += [before.eq(watched), self.cycle.eq(self.cycle + 1),
                      ring.eq(self.cycle + 1 == self.alarm)]
-        return (gpu.host.resp.valid | gpu.cp.valid | self.ram.ext.valid | (watched != before) |
-                ring)
+        return (gpu.host.resp.valid | gpu.cp.valid | self._outside(self.params) |
+                (watched != before) | ring)
+
+    def _fb_channels(self):
+        """The top's FB channel ports (the RAM's here)."""
+        return {channel_port("fb", c) for c in range(self.params.mem_channels)}
+
+    def _outside(self, p):
+        """An outside FB access this cycle, on any channel."""
+        return Cat(*[self.ram.port("ext", c).valid for c in range(p.mem_channels)]).any()
 
     def _host(self, m, inner, outer):
         """The host port, with ``host_req_toggle`` as a second way to present a request."""

@@ -189,13 +189,17 @@ def summarize(raw, strict=True):
     phases["switch (as the host sees it)"] = _stats([s["total"] for s in switches], mhz)
     model = cost_model.phase_cycles(params, sc.engine_drain)
     if sc.mode == "overlapped":
-        one_port = cost_model.one_port_overlapped_phase_cycles(params, sc.engine_drain)
-        model = {"idle": one_port["idle"], "overlap": one_port["overlap"],
-                 "run": one_port["run"], "switch (hardware)": one_port["switch"]}
+        gpu = cost_model.gpu_overlapped_phase_cycles(params, sc.engine_drain)
+        model = {"idle": gpu["idle"], "overlap": gpu["overlap"],
+                 "run": gpu["run"], "switch (hardware)": gpu["switch"]}
         model = {k: ("" if v is None else v) for k, v in model.items()}
-        model_note = ("the save and the load share the one FB port: 2B + L + 2; with a "
-                      "second port (the world-switch block alone) it would be "
-                      f"{cost_model.overlapped_switch_cycles(params, sc.engine_drain)}")
+        two = cost_model.gpu_overlapped_phase_cycles(params.with_(mem_channels=2),
+                                                     sc.engine_drain)["switch"]
+        model_note = (f"the save and the load have a channel each: max(SAVE, LOAD) phases; "
+                      f"serial: {cost_model.switch_cycles(params, sc.engine_drain)}"
+                      if params.mem_channels > 1 else
+                      f"the save and the load share the one FB channel: 2B + L + 2; with "
+                      f"mem_channels = 2 it would be {two}")
     else:
         model["switch (hardware)"] = cost_model.switch_cycles(params, sc.engine_drain)
         model_note = "exact for a memory that is always ready"
@@ -378,7 +382,7 @@ def _params_at(base, size, width):
 def _model_switch(params, drain, mode):
     """The model's cycles of one world switch in ``mode`` on the whole GPU (None: none)."""
     if mode == "overlapped":
-        return cost_model.one_port_overlapped_phase_cycles(params, drain)["switch"]
+        return cost_model.gpu_overlapped_phase_cycles(params, drain)["switch"]
     return cost_model.switch_cycles(params, drain)
 
 
@@ -387,7 +391,7 @@ def cost_points(sc, measured_sizes=MEASURED_SIZES, widths=CURVE_WIDTHS):
     block alone simulated at a few sizes.
 
     Every line is at the scenario's memory latency, engine drain, reads in flight and mode
-    (serial, or overlapped on the whole GPU's one FB port), one per width (``widths`` and
+    (serial, or overlapped on the whole GPU's FB channels), one per width (``widths`` and
     the scenario's). The simulated points are serial switches of the world-switch block at
     the scenario's width; there are none in overlapped mode, where the block alone (a port
     for each mover) is not the whole GPU.

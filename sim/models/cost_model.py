@@ -28,10 +28,12 @@ Overlapped (SCHED.OVERLAP, to another function): after IDLE, the SAVE (live set,
 max(SAVE, LOAD) phases; then the shadow's shared registers are replayed to the live flops,
 one beat a cycle (S = ceil(shared_regs * 32 / W) beats), and RUN: RUN phase = S + 1.
 
-On the whole GPU (rtl/top/gpu.py) both context movers share one FB port, alternating: the
-overlapped phase moves 2B beats through it and lasts 2B + L + 2 when more reads may be in
-flight than L (measured exact; with fewer the window adds stalls the formula does not
-count, and :func:`one_port_overlapped_phase_cycles` returns None for that phase).
+On the whole GPU (rtl/top/gpu.py) with one FB channel (``mem_channels`` = 1) both context
+movers share it, alternating: the overlapped phase moves 2B beats through it and lasts
+2B + L + 2 when more reads may be in flight than L (measured exact; with fewer the window
+adds stalls the formula does not count, and :func:`gpu_overlapped_phase_cycles` returns
+None for that phase). With two channels or more the save uses channel 0 and the load
+channel 1, each always ready, and the phase is the block's: max(SAVE, LOAD) phases.
 
 Handing FB to a new owner (rtl/memory/fb_port.py, Scrubber): before a region is activated, every
 granule of it that was written since it was last filled is zero-filled. With the FB port
@@ -50,7 +52,7 @@ during the fill share the port with it; a context mover's phase stops it.
 
 __all__ = ["save_cycles", "load_cycles", "bandwidth_bound", "phase_cycles",
            "switch_cycles", "overlapped_phase_cycles", "overlapped_switch_cycles",
-           "one_port_overlapped_phase_cycles", "HANDSHAKE_OVERHEAD", "scrub_fill_beats",
+           "gpu_overlapped_phase_cycles", "HANDSHAKE_OVERHEAD", "scrub_fill_beats",
            "scrub_cycles", "SCRUB_START", "SCRUB_PER_GRANULE", "SCRUB_GRANT", "SCRUB_END"]
 
 #: Cycles a serial switch spends beyond the drain, 2 x ceil(bits/W) and L (with more reads
@@ -111,12 +113,18 @@ def overlapped_switch_cycles(params, drain):
     return phases["idle"] + max(phases["save"], phases["load"]) + phases["run"]
 
 
-def one_port_overlapped_phase_cycles(params, drain):
-    """Overlapped switch on one shared FB port (the whole GPU), as its monitor sees it:
-    idle, the overlapped save + load, run (with the shared-register replay), and the whole
-    switch; overlap and the whole are None when the read window binds (O <= L)."""
+def gpu_overlapped_phase_cycles(params, drain):
+    """Overlapped switch on the whole GPU, as its monitor sees it: idle, the overlapped
+    save + load, run (with the shared-register replay), and the whole switch. One FB
+    channel: the two movers alternate on it (2B + L + 2; overlap and the whole are None
+    when the read window binds, O <= L); two or more: each mover has a channel
+    (max(SAVE, LOAD) phases)."""
     beats, latency = params.ctx_beats, params.mem_latency
-    overlap = 2 * beats + latency + 2 if params.mem_outstanding > latency else None
+    if params.mem_channels > 1:
+        both = phase_cycles(params, drain)
+        overlap = max(both["save"], both["load"])
+    else:
+        overlap = 2 * beats + latency + 2 if params.mem_outstanding > latency else None
     phases = {"idle": drain + 1, "overlap": overlap, "run": params.shared_beats + 1}
     phases["switch"] = None if overlap is None else sum(phases.values())
     return phases

@@ -18,12 +18,15 @@ class FbMemoryModel:
     reads the request the design presents, then drives ``ready`` and the response.
     """
 
-    def __init__(self, params, latency=None, *, ready_prob=1.0, seed=0, prefix="mem"):
+    def __init__(self, params, latency=None, *, ready_prob=1.0, seed=0, prefix="mem",
+                 words=None):
         self.p = params
         self.latency = params.mem_latency if latency is None else latency
         self.ready_prob = ready_prob
         self.rng = Random(seed)
-        self.words = {}
+        #: byte address of a beat -> its value; ``words`` shares one with other models (the
+        #: channels of one FB).
+        self.words = {} if words is None else words
         self.pending = deque()
         self.cycle = 0
         self.prefix = prefix

@@ -46,6 +46,7 @@ class Scenario:
     ctx_words: int = 64          #: engine-state words per context (mem_width bits each)
     mem_width: int = 128
     mem_latency: int = 10
+    mem_channels: int = 1        #: FB memory channels (1..4)
     mode: str = "host"
     time_slice: int = 1500       #: cycles each VM owns the GPU per turn
     run_cycles: int = 6000       #: cycles of guest requests, counted from the end of set-up
@@ -115,7 +116,8 @@ class Scenario:
     def params(self):
         """The GPU's build parameters (the time slice is programmed, not built in)."""
         return GpuParams(num_vfs=self.num_vfs, ctx_words=self.ctx_words,
-                         mem_width=self.mem_width, mem_latency=self.mem_latency)
+                         mem_width=self.mem_width, mem_latency=self.mem_latency,
+                         mem_channels=self.mem_channels)
 
     def workload_of(self, vf):
         return self.per_vf.get(vf, self.workload)

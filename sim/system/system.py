@@ -18,7 +18,7 @@ from collections import deque
 from rtl.top.gpu import HostKind, gpu_regmap, reg_window
 from rtl.pcie.config_space import REG_BAR
 from rtl.memory.fb_partition import fb_partition_regmap
-from rtl.common.interfaces import Status
+from rtl.common.interfaces import Status, channel_port
 from rtl.mmio.decode import mmio_regmap
 from rtl.common.iov_codes import SeqState
 from rtl.world_switch.world_switch import world_switch_regmap
@@ -159,7 +159,12 @@ class System:
         if self.harness and latency not in (None, params.mem_latency):
             raise ValueError(f"latency={latency}: the harness's FB answers in "
                              f"mem_latency={params.mem_latency} cycles")
-        self.fbmem = FbMemoryModel(params, latency, prefix="fb")
+        #: One model per FB channel, all on the one FB: the bare top's memory, or (the
+        #: harness) what answers its outside accesses.
+        words = {}
+        self.fbmems = [FbMemoryModel(params, latency, prefix=channel_port("fb", c),
+                                     words=words) for c in range(params.mem_channels)]
+        self.fbmem = self.fbmems[0]
         self.engine = Engine(params, drain=drain, work_per_doorbell=work_per_doorbell,
                              check_words=check_words, seed=seed + 7)
         self.monitor = Monitor()
@@ -185,7 +190,8 @@ class System:
         tb.set("pf_rid", pf_rid)
         tb.set("cp__ready", 1)
         if not self.harness:
-            tb.set("fb__req__ready", 1)
+            for c in range(params.mem_channels):
+                tb.set(f"{channel_port('fb', c)}__req__ready", 1)
 
     # --- what agents await ----------------------------------------------------------
     def config(self, fn, dword, *, write=False, data=0, be=0xF):
@@ -375,11 +381,10 @@ class System:
     def _step_models(self, seen):
         tb = self.tb
         if not self.harness:
-            self.fbmem.step(tb)
+            for fbmem in self.fbmems:
+                fbmem.step(tb)
         elif seen.fb_ext:
-            value = self.fbmem.access(tb.fields("fb_ext__payload"))
-            if value is not None:
-                tb.set("fb_ext_rdata", value)
+            self._outside_fb()
         delivered = []
         if seen.doorbell:
             event = tb.fields("cp__payload")
@@ -397,11 +402,23 @@ class System:
         self.monitor.step(self.cycle, owner_valid, owner, seq)
         self.engine.step(tb, self.cycle, seen.engine_stop, owner_valid, owner, delivered)
 
+    def _outside_fb(self):
+        """Answer the harness's FB accesses outside its RAM, on every channel that has one."""
+        tb, channels = self.tb, self.p.mem_channels
+        for c, fbmem in enumerate(self.fbmems):
+            port = channel_port("fb_ext", c)
+            if channels > 1 and not tb.get(f"{port}__valid"):
+                continue
+            value = fbmem.access(tb.fields(f"{port}__payload"))
+            if value is not None:
+                tb.set(channel_port("fb_ext_rdata", c), value)
+
     def mem_counts(self):
         """{"reads", "writes"}: FB memory requests so far."""
         if self.harness:
             return {"reads": int(self.tb.get("fb_reads")), "writes": int(self.tb.get("fb_writes"))}
-        return {"reads": self.fbmem.reads, "writes": self.fbmem.writes}
+        return {"reads": sum(f.reads for f in self.fbmems),
+                "writes": sum(f.writes for f in self.fbmems)}
 
     def undelivered(self, fns):
         """(fn, index) whose last ring has not reached the CP, for functions ``fns``."""
