@@ -425,11 +425,12 @@ def cmd_report(args):
     written = [out / "report.json", out / "run.json"]
     if pool:
         report.plot_timeline(raw, out / "timeline.png")
+        report.plot_histograms(summary, out / "histograms.png")
         sw = summary["phases"].get("switch (hardware)")
         scenario_point = sw and (sc.params().ctx_bytes, sw["median"])
         report.plot_cost(points.result(), out / "cost.png", scenario_point)
         pool.shutdown()
-        written += [out / "timeline.png", out / "cost.png"]
+        written += [out / "timeline.png", out / "histograms.png", out / "cost.png"]
     print(f"\nwrote {', '.join(str(w) for w in written)}")
     print(f"report wall time {time.monotonic() - t0:.1f} s")
     return 1 if summary["errors"] else 0

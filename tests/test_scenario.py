@@ -210,7 +210,7 @@ def test_cli_report_writes_json_and_plots(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["errors"] == [] and report["switches"] >= 1
-    for png in ("timeline.png", "cost.png"):
+    for png in ("timeline.png", "histograms.png", "cost.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -2,11 +2,14 @@
 
 :func:`summarize` turns a raw run (:func:`sim.system.run.run`) into numbers: per-phase
 world-switch cycles (min / median / max, and time at the scenario's clock) next to the
-analytic model, GPU share per VF, doorbell latency, blocked violations by kind (what the
-guests did, next to what the PF's counters say), mailbox init-access latency, the FB zero
-fill before each region is activated (SCRUB_LAST next to the model), and every error the
-checkers found. :func:`table` prints it; :func:`plot_timeline` and
-:func:`plot_cost` draw the ownership timeline and the cost against context size and width.
+analytic model, GPU share per VF, doorbell latency, latency histograms in the buckets AMD's
+host driver uses (:func:`histogram`), the guest work next to a GPU without virtualization
+(:func:`guest_work`), blocked violations by kind (what the guests did, next to what the
+PF's counters say), mailbox init-access latency, the FB zero fill before each region is
+activated (SCRUB_LAST next to the model), and every error the checkers found.
+:func:`table` prints it; :func:`plot_timeline`, :func:`plot_histograms` and
+:func:`plot_cost` draw the ownership timeline, the histograms and the cost against context
+size and width.
 
 A run that measured nothing (no guest request after set-up, no world switch among several
 VMs) or gives an impossible figure (a GPU share above 100 %) is not a report:
@@ -14,6 +17,7 @@ VMs) or gives an impossible figure (a GPU share above 100 %) is not a report:
 """
 
 import json
+from bisect import bisect_right
 from statistics import median
 
 from rtl.params import KiB, MiB, size_text
@@ -23,7 +27,8 @@ from sim.models import cost_model
 from sim.system.scenario import VIOLATION_KINDS, from_dict
 
 __all__ = ["summarize", "problems", "gpu_share", "ReportError", "table", "write_json",
-           "plot_timeline", "plot_cost", "cost_points"]
+           "plot_timeline", "plot_cost", "cost_points", "histogram", "hist_edges",
+           "serial_work", "guest_work", "plot_histograms"]
 
 PHASES = ("idle", "save", "load", "overlap", "run")
 #: Which PF counter counts each kind of violation.
@@ -57,6 +62,69 @@ def percentile(values, q):
     if not ranked:
         return None
     return ranked[max(-(-q * len(ranked) // 100), 1) - 1]
+
+
+#: Latency histograms in the form AMD's newer host driver keeps them: HIST_BUCKETS
+#: buckets, their edges geometric from HIST_FIRST_US to HIST_LAST_US microseconds.
+HIST_FIRST_US = 22
+HIST_LAST_US = 16_000
+HIST_BUCKETS = 32
+
+
+def hist_edges(first=HIST_FIRST_US, last=HIST_LAST_US, buckets=HIST_BUCKETS):
+    """The ``buckets + 1`` edges of the latency histograms, microseconds.
+
+    Edge k is ``first * (last / first) ** (k / buckets)``, k = 0 .. ``buckets``: each edge
+    (last / first) ** (1 / buckets) times the one before (1.2286 for 22 us to 16 ms), the
+    ends exactly ``first`` and ``last``.
+    """
+    ratio = last / first
+    return [first * ratio ** (k / buckets) for k in range(buckets)] + [float(last)]
+
+
+def histogram(values, edges=None):
+    """Count ``values`` (microseconds) into the buckets between ``edges``.
+
+    Bucket k holds ``edges[k] <= v < edges[k + 1]``; the last bucket is closed at both ends
+    (it holds ``v == edges[-1]`` too). A value below ``edges[0]`` is counted in
+    ``underflow``, one above ``edges[-1]`` in ``overflow``: every value is counted once,
+    none is dropped.
+
+    Parameters
+    ----------
+    values : iterable of float
+        Latencies, microseconds.
+    edges : sequence of float, optional
+        Increasing bucket edges, microseconds; default :func:`hist_edges`.
+
+    Returns
+    -------
+    dict
+        ``edges_us`` (the edges), ``counts`` (one per bucket), ``underflow``, ``overflow``
+        and ``n`` (all the values: ``sum(counts) + underflow + overflow``).
+    """
+    edges = hist_edges() if edges is None else list(edges)
+    counts = [0] * (len(edges) - 1)
+    under = over = n = 0
+    for v in values:
+        n += 1
+        if v < edges[0]:
+            under += 1
+        elif v > edges[-1]:
+            over += 1
+        else:                   # bisect_right - 1 is the bucket; the last edge closes the last
+            counts[min(bisect_right(edges, v) - 1, len(counts) - 1)] += 1
+    return {"edges_us": edges, "counts": counts, "underflow": under, "overflow": over, "n": n}
+
+
+def _histograms(switches, latency, rows, mhz):
+    """The report's latency histograms: each world-switch step the table has a row for
+    (``rows``), the whole switch as the host sees it (``total``), and doorbell latency
+    (``latency``, cycles); cycles are turned into microseconds at ``mhz``."""
+    cycles = {p: [s[p] for s in switches] for p in PHASES if p in rows}
+    cycles["switch (as the host sees it)"] = [s["total"] for s in switches]
+    cycles["doorbell latency"] = latency
+    return {name: histogram(c / mhz for c in values) for name, values in cycles.items()}
 
 
 def _stats(values, mhz):
@@ -157,6 +225,78 @@ def problems(raw, share):
     return out
 
 
+def serial_work(arrivals, work, end):
+    """Cycles of work one engine without world switches does before cycle ``end``.
+
+    Each arrival (a cycle) brings ``work`` cycles; the engine takes them first come, first
+    served, a cycle of work a cycle, and is never idle while work waits (any such order
+    does the same work by ``end``). Work that arrives in cycle c is worked on from c.
+    """
+    free = done = 0
+    for arrival in sorted(arrivals):
+        start = max(arrival, free)
+        free = start + work
+        done += min(max(end - start, 0), work)
+    return done
+
+
+def guest_work(raw, share):
+    """The engine's guest work in the run, next to the same doorbells on a GPU without
+    virtualization: the efficiency lost to switching.
+
+    Over the cycles from the end of the hypervisor's set-up to the end of the run:
+
+    - done: the engine's busy cycles on guest work (``raw["engine"]["work_done"]``; a
+      doorbell brings ``work_per_doorbell`` cycles, worked only while its VF owns the GPU
+      and is not being drained);
+    - without virtualization: what one engine with no world switches, no drain, save or
+      load (:func:`serial_work`) does in the same cycles for the same delivered doorbells,
+      each arriving at the cycle it was rung (delivery minus latency; at its delivery
+      when the ring is unknown). It never does less than the run: its work arrives no
+      later and it never idles while work waits;
+    - efficiency = done / without virtualization (1: switching cost no guest work; it may
+      still have cost latency), and each as a share of the cycles (``engine``,
+      ``engine_unvirtualized``). ``owned`` is the sum of the GPU shares, the most a
+      workload that keeps the engine busy could get.
+
+    Parameters
+    ----------
+    raw : dict
+        A raw run (:func:`sim.system.run.run`).
+    share : dict
+        VF -> fraction, :func:`gpu_share` of ``raw``.
+
+    Returns
+    -------
+    dict
+        ``done``, ``unvirtualized``, ``left`` (work pending at the end), ``cycles`` (after
+        set-up), ``doorbells``, ``work_per_doorbell``, ``engine``,
+        ``engine_unvirtualized``, ``owned``, ``efficiency``, and ``why``: None, or why
+        there is no efficiency (then ``efficiency`` is None).
+    """
+    sc = from_dict(raw["scenario"])
+    engine, start = raw["engine"], raw["hv"].get("setup_done")
+    out = dict.fromkeys(("done", "unvirtualized", "left", "cycles", "engine",
+                         "engine_unvirtualized", "efficiency"))
+    out.update(doorbells=len(raw["deliveries"]), work_per_doorbell=sc.work_per_doorbell,
+               owned=sum(share.values()), why=None)
+    if "work_done" not in engine:
+        return dict(out, why="the run did not record the engine's work (run.json engine "
+                             "work_done; a run from before it was recorded)")
+    if start is None:
+        return dict(out, why="the hypervisor's set-up did not finish")
+    arrivals = [d[0] - (d[4] if d[4] is not None else 0) for d in raw["deliveries"]]
+    out.update(done=sum(engine["work_done"].values()), left=sum(engine["work_left"].values()),
+               unvirtualized=serial_work(arrivals, sc.work_per_doorbell, raw["cycles"]),
+               cycles=raw["cycles"] - start)
+    if not out["unvirtualized"]:
+        return dict(out, why="no doorbell was delivered" if not arrivals else
+                    "work_per_doorbell is 0: the doorbells bring no work")
+    return dict(out, efficiency=out["done"] / out["unvirtualized"],
+                engine=out["done"] / out["cycles"],
+                engine_unvirtualized=out["unvirtualized"] / out["cycles"])
+
+
 def summarize(raw, strict=True):
     """The numbers of the report, from a raw run.
 
@@ -242,6 +382,8 @@ def summarize(raw, strict=True):
                       "percentiles": {f"p{q}": percentile(all_lat, q) for q in PERCENTILES},
                       "per_vf": latency},
         "fairness": jain_index(share.values()),
+        "histograms": _histograms(switches, all_lat, phases, mhz),
+        "guest_work": guest_work(raw, share),
         "violations": violations, "init_access_cycles": init,
         "scrub": _scrub(sc, params, counters),
         "context_checks": raw["engine"]["checked"], "counters": counters,
@@ -303,6 +445,7 @@ def table(s):
                    " / ".join(f"{v / mhz:.2f}" for v in pct.values()) + " us)")
     out.append(f"Jain's fairness of the GPU shares: {s['fairness']:.3f} (1: all equal, "
                f"1/{len(s['gpu_share'])}: one VM has it all)")
+    out += ["", *_histogram_lines(s["histograms"]), "", *_work_lines(s["guest_work"], mhz)]
     out += ["", f"{'blocked violations':22} {'guests made':>11} {'PF counted':>10}  by VF"]
     for kind, v in s["violations"].items():
         per = ", ".join(f"VF {vf}: {n}" for vf, n in v["per_vf"].items()) or "-"
@@ -321,6 +464,64 @@ def table(s):
     return "\n".join(out)
 
 
+#: The bar of a histogram row, from an empty bucket to the row's fullest.
+BAR_LEVELS = " .:-=+*#"
+#: Times marked on the ruler above the bars, microseconds.
+RULER_US = (100, 1000, 10_000)
+
+
+def _us_text(us):
+    return f"{us / 1000:g}ms" if us >= 1000 else f"{us:g}us"
+
+
+def _bar(counts):
+    """A histogram's buckets as one character each, scaled to its fullest bucket."""
+    top = len(BAR_LEVELS) - 1
+    peak = max(counts, default=0)
+    return "".join(BAR_LEVELS[-(-top * c // peak) if c else 0] for c in counts)
+
+
+def _ruler(edges):
+    """A line as wide as the bars, each of :data:`RULER_US` written from its bucket on."""
+    line = [" "] * (len(edges) - 1)
+    for us in RULER_US:
+        counts = histogram([us], edges)["counts"]
+        text = _us_text(us)
+        if 1 in counts:             # from its bucket on, or ending at the last one
+            at = min(counts.index(1), len(line) - len(text))
+            if all(c == " " for c in line[max(at - 1, 0):at + len(text)]):
+                line[at:at + len(text)] = text
+    return "".join(line)
+
+
+def _histogram_lines(hists):
+    """The histograms as text: a row each, the bar between the underflow and overflow."""
+    edges = next(iter(hists.values()))["edges_us"]
+    first, last = _us_text(edges[0]), _us_text(edges[-1])
+    lines = [f"latency histograms: {len(edges) - 1} buckets from {first} to {last}, each "
+             f"x{edges[1] / edges[0]:.4f} (report.json histograms); bar: '{BAR_LEVELS[1]}' "
+             f"to '{BAR_LEVELS[-1]}' up to a row's fullest bucket",
+             f"{'':30} {'n':>5} {'<' + first:>7} |{_ruler(edges)}| {'>' + last}"]
+    for name, h in hists.items():
+        lines.append(f"{name:30} {h['n']:>5} {h['underflow']:>7} |{_bar(h['counts'])}| "
+                     f"{h['overflow']:>{len(last) + 1}}")
+    return lines
+
+
+def _work_lines(w, mhz):
+    """The guest work next to the same doorbells without virtualization, as text."""
+    if w["efficiency"] is None:
+        return [f"guest work next to a GPU without virtualization: not computed: {w['why']}"]
+    return [f"guest work after set-up: {w['done']} engine cycles ({w['done'] / mhz:.2f} us; "
+            f"{w['doorbells']} doorbells x {w['work_per_doorbell']}), "
+            f"{w['engine']:.1%} of the {w['cycles']} cycles; without virtualization "
+            f"{w['unvirtualized']} ({w['engine_unvirtualized']:.1%}): efficiency "
+            f"{w['efficiency']:.1%}",
+            f"  (the guests owned the GPU {w['owned']:.1%} of those cycles: the most a "
+            f"workload that keeps the engine busy could get; work left at the end: "
+            f"{w['left']} cycles)"]
+
+
 def write_json(s, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(s, indent=1, sort_keys=False) + "\n")
@@ -330,8 +531,14 @@ _COLOURS = {"own": "#4c72b0", "drain": "#dd8452", "save": "#c44e52", "load": "#5
             "run": "#8172b3", "overlap": "#937860", "swap": "#da8bc3", "init": "#8c8c8c"}
 
 
+#: The shade of the hypervisor's set-up on the timeline.
+_SETUP_COLOUR = "#e8e8e8"
+
+
 def plot_timeline(raw, path):
-    """Ownership over time: a row per function; running turns blue, switch phases coloured."""
+    """Ownership over time: a row per function; running turns blue, switch phases coloured,
+    the hypervisor's set-up (to ``raw["hv"]["setup_done"]``) shaded; cycles below, us on
+    top."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -347,14 +554,51 @@ def plot_timeline(raw, path):
     for cycle, vf in raw["hv"]["flrs"]:
         ax.axvline(cycle, color="red", linestyle="--", linewidth=1)
         ax.text(cycle, rows[-1] + 0.6, f"FLR VF {vf}", color="red", fontsize=8)
+    setup = raw["hv"].get("setup_done")
+    shaded = setup is not None   # before it, no guest traffic: the hypervisor sets up
+    if shaded:
+        ax.axvspan(0, setup, color=_SETUP_COLOUR, linewidth=0)
+    mhz = sc["clock_mhz"]
+    ax.set_xlim(0, raw["cycles"])
     ax.set_yticks(rows, [f"VF {r}" for r in rows])
-    ax.set_xlabel(f"cycle ({sc['clock_mhz']:g} MHz)")
+    ax.set_xlabel(f"cycle ({mhz:g} MHz)")
+    top = ax.secondary_xaxis("top", functions=(lambda c: c / mhz, lambda us: us * mhz))
+    top.set_xlabel("\N{MICRO SIGN}s")
     ax.set_title(f"GPU ownership, scenario {sc['name']!r} ({sc['mode']})")
     ax.set_ylim(0.4, rows[-1] + 1.0)
     used = {k for _, _, k, fn in raw["segments"] if fn in rows}
-    ax.legend(handles=[Patch(color=c, label="owns the GPU" if k == "own" else k)
-                       for k, c in _COLOURS.items() if k in used],
+    handles = [Patch(color=_SETUP_COLOUR, label="hypervisor set-up")] if shaded else []
+    ax.legend(handles=handles + [Patch(color=c, label="owns the GPU" if k == "own" else k)
+                                 for k, c in _COLOURS.items() if k in used],
               loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=8, fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_histograms(s, path):
+    """The summary's latency histograms, one panel each on a shared log time axis; the
+    underflow and overflow counts written in each panel."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    hists = s["histograms"]
+    fig, axes = plt.subplots(len(hists), 1, sharex=True, squeeze=False,
+                             figsize=(8, 0.9 * len(hists) + 1.2))
+    for ax, (name, h) in zip(axes[:, 0], hists.items()):
+        ax.stairs(h["counts"], h["edges_us"], fill=True, color=_COLOURS["own"])
+        ax.text(0.01, 0.8, name, transform=ax.transAxes, fontsize=8)
+        ax.text(0.99, 0.8, f"below {_us_text(h['edges_us'][0])}: {h['underflow']}, above "
+                f"{_us_text(h['edges_us'][-1])}: {h['overflow']}; n = {h['n']}",
+                transform=ax.transAxes, ha="right", fontsize=8)
+        ax.set_ylim(0, max(h["counts"], default=0) * 1.5 + 1)
+        ax.tick_params(labelsize=7)
+    edges = next(iter(hists.values()))["edges_us"]
+    axes[-1, 0].set_xscale("log")
+    axes[-1, 0].set_xlim(edges[0], edges[-1])
+    axes[-1, 0].set_xlabel(f"\N{MICRO SIGN}s ({len(edges) - 1} buckets; below the first edge "
+                           f"and above the last counted apart)")
+    axes[0, 0].set_title(f"Latency histograms, scenario {s['scenario']['name']!r}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

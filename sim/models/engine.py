@@ -117,6 +117,7 @@ class Engine(EngineModel):
         self.check_words = min(check_words, params.ctx_words)
         self.rng = Random(seed)
         self.pending = [0] * params.num_fns     # fn -> cycles of work it has left
+        self.done = [0] * params.num_fns        # fn -> busy cycles spent on its work
         self.expected = {}           # fn -> words its state must hold at its next turn
         self.errors = []
         self.checked = 0
@@ -149,8 +150,9 @@ class Engine(EngineModel):
         self.pending[fn] = 0
 
     def ran(self, fn, cycles=1):
-        """Busy cycles: that much less of ``fn``'s work."""
+        """Busy cycles: that much less of ``fn``'s work, and that much more done."""
         self.pending[fn] -= cycles
+        self.done[fn] += cycles
 
     def remaining(self, fn):
         return self.pending[fn]

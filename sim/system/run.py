@@ -39,9 +39,19 @@ async def run_body(tb, params, scenario, progress=None):
         "owned": {str(k): v for k, v in mon.owned.items()},
         "deliveries": system.deliveries,
         "undelivered": system.undelivered(hv.active),
-        "engine": {"checked": system.engine.checked, "errors": system.engine.errors},
+        "engine": {"checked": system.engine.checked, "errors": system.engine.errors,
+                   **_engine_work(system.engine, hv.active)},
         "mem": system.mem_counts(),
     }
+
+
+def _engine_work(engine, active):
+    """The engine's guest work per active VF: ``work_done``, the busy cycles it spent on the
+    VF's doorbells; ``work_left``, the cycles still pending at the end of the run. With no
+    FLR, done + left = the VF's doorbells delivered x work_per_doorbell (an FLR drops what
+    was left)."""
+    return {"work_done": {str(vf): engine.done[vf] for vf in active},
+            "work_left": {str(vf): engine.pending[vf] for vf in active}}
 
 
 #: The top scenarios run on: the GPU with its FB in the design (rtl/top/harness.py), so the
