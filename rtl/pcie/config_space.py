@@ -260,7 +260,8 @@ def pf_config_map(params):
                                 Field("EXECUTE", 4, 1, RC, "write 1: run COMMAND, FCN_ID, "
                                       "NXT_FCN_ID as the register holds them after the write; "
                                       "clears when done"),
-                                Field("IRQ_EN", 5, 1, RW, "interrupt when a command ends"),
+                                Field("IRQ_EN", 5, 1, RW, "interrupt (irq.cmd_done) when "
+                                      "the command ends"),
                                 Field("FCN_ID", 8, 8, RW, "PF 0x00, VF x 0x80 | x"),
                                 Field("NXT_FCN_ID", 16, 8, RW, "for CONTEXT_SWITCH")),
           "CMD_CONTROL, FCN_ID, NXT_FCN_ID; read-only while EXECUTE is 1 (writes refused, "
@@ -343,6 +344,10 @@ class ConfigSpace(wiring.Component):
         A GPU-IOV command, the cycle after the host writes EXECUTE = 1 (ignored while one runs).
     iov_done, iov_status : in
         From the world switch: the command ended (EXECUTE clears); CMD_STATUS.
+    cmd_irq : out
+        Pulses in the first cycle EXECUTE reads 0 again after a command written with
+        IRQ_EN = 1 (CMD_CONTROL bit 0x20): the PF's command-done interrupt (a message,
+        not a level: nothing to acknowledge).
     iov_refused : out
         Pulse: a write to CMD_CONTROL arrived while a command runs and was refused.
     vf_fb, cntxt : out
@@ -376,6 +381,7 @@ class ConfigSpace(wiring.Component):
             "iov_done": In(1),
             "iov_status": In(IovStatus),
             "iov_refused": Out(1),
+            "cmd_irq": Out(1),
             "vf_fb": Out(data.ArrayLayout(vf_fb_layout(), params.num_vfs)),
             "cntxt": Out(cntxt_layout()),
             "csa_locked": In(1),
@@ -458,6 +464,9 @@ class ConfigSpace(wiring.Component):
         m.d.sync += self.iov_cmd.valid.eq(0)
         wrote, execute = pf.write_view("GPUIOV_CMD", "EXECUTE")
         command = self.iov_cmd.payload
+        # The register is locked while the command runs: IRQ_EN is the command's own.
+        m.d.sync += self.cmd_irq.eq(self.iov_done & executing &
+                                    pf.f("GPUIOV_CMD", "IRQ_EN"))
         with m.If(self.iov_done):
             m.d.sync += executing.eq(0)
         with m.Elif(wrote & execute):

@@ -69,7 +69,7 @@ def HostPortSignature(params):
 
 def irq_layout():
     return data.StructLayout({"pf_mailbox": 1, "reg_violation": 1, "fb_violation": 1,
-                              "hang": 1, "layout": 1})
+                              "hang": 1, "layout": 1, "cmd_done": 1})
 
 
 def gpu_regmap(params):
@@ -239,8 +239,9 @@ class SriovGpu(wiring.Component):
         The FB memory channels, ``mem_channels`` of them (one: ``fb``).
     cp : stream of doorbell events, out; ``engine_busy`` in, ``engine_stop`` out
     state_wr, state_rd, state_rdata : the engine-state memory, for the engine model
-    irq : {pf_mailbox, reg_violation, fb_violation, hang, layout}, out; ``vf_irq[n]``: VF n's
-        mailbox
+    irq : {pf_mailbox, reg_violation, fb_violation, hang, layout, cmd_done}, out;
+        ``vf_irq[n]``: VF n's mailbox. ``cmd_done`` pulses when a GPU-IOV command written
+        with IRQ_EN ends.
     owner, owner_valid, seq_state : monitors (who owns the GPU, what the world switch does)
     """
 
@@ -329,6 +330,7 @@ class SriovGpu(wiring.Component):
             self.irq.fb_violation.eq(fbp.violation_irq),
             self.irq.hang.eq(iov.hang_irq),
             self.irq.layout.eq(fbp.layout_irq),
+            self.irq.cmd_done.eq(iov.cmd_irq),
             self.vf_irq.eq(mmio.vf_mailbox_irq),
         ]
         wiring.connect(m, db.cp, wiring.flipped(self.cp))

@@ -25,6 +25,7 @@ def seen_layout(params):
         "owner_valid": 1,
         "owner": unsigned(params.fn_width),
         "seq_state": SeqState,
+        "cmd_irq": 1,         # irq.cmd_done
     })
 
 
@@ -63,7 +64,7 @@ class GpuHarness(wiring.Component):
     wake : out
         Changes value in every cycle the testbench must look at (a value-change trigger on
         it fires once per such cycle, even in a run of them): a host answer, a doorbell on
-        ``cp``, an outside FB access, a change of ``owner_valid``, ``owner``,
+        ``cp``, a command-done interrupt, an outside FB access, a change of ``owner_valid``, ``owner``,
         ``seq_state`` or ``engine_stop`` since the last cycle, or the alarm. In any other
         cycle the outputs a testbench reacts to are as they were in the cycle before.
     """
@@ -148,7 +149,8 @@ class GpuHarness(wiring.Component):
         m.d.comb += [seen.answer.eq(gpu.host.resp.valid), seen.doorbell.eq(gpu.cp.valid),
                      seen.fb_ext.eq(self._outside(p)), seen.req_ready.eq(gpu.host.req.ready),
                      seen.engine_stop.eq(gpu.engine_stop), seen.owner_valid.eq(gpu.owner_valid),
-                     seen.owner.eq(gpu.owner), seen.seq_state.eq(gpu.seq_state)]
+                     seen.owner.eq(gpu.owner), seen.seq_state.eq(gpu.seq_state),
+                     seen.cmd_irq.eq(gpu.irq.cmd_done)]
         # wake(t) = event(0) ^ ... ^ event(t): it changes exactly in the event cycles.
         event, parity = self._event(m), Signal()
         m.d.sync += parity.eq(parity ^ event)
@@ -165,8 +167,8 @@ class GpuHarness(wiring.Component):
         ring = Signal()
         m.d.sync += [before.eq(watched), self.cycle.eq(self.cycle + 1),
                      ring.eq(self.cycle + 1 == self.alarm)]
-        return (gpu.host.resp.valid | gpu.cp.valid | self._outside(self.params) |
-                (watched != before) | ring)
+        return (gpu.host.resp.valid | gpu.cp.valid | gpu.irq.cmd_done |
+                self._outside(self.params) | (watched != before) | ring)
 
     def _fb_channels(self):
         """The top's FB channel ports (the RAM's here)."""

@@ -41,7 +41,7 @@ class GpuIov(wiring.Component):
     #: Configuration-space ports passed on for the rest of the GPU (routing, doorbells, the
     #: FB layout the PF programs and what the FB partition made of it).
     _ENUMERATION = ("flr", "num_vfs", "vf_enable", "vf_mse", "pf_mse", "pf_bars", "vf_bars",
-                    "vf_fb", "cntxt", "fb_consumed")
+                    "vf_fb", "cntxt", "fb_consumed", "cmd_irq")
 
     def __init__(self, params):
         self.params = params

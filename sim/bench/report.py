@@ -410,6 +410,18 @@ def _fmt(stat, key="median"):
     return "-" if stat is None else f"{stat[key]:g}"
 
 
+def _channels(sc):
+    n = sc.get("mem_channels", 1)      # (runs saved before channels had one)
+    return f"{n} FB channel{'s' if n > 1 else ''}"
+
+
+def _completion(sc):
+    """How the hypervisor learnt that each command ended (scenario ``completion``)."""
+    if sc.get("completion", "poll") == "interrupt":
+        return "commands awaited by interrupt"
+    return f"commands polled every {sc['poll_every']} cycles"
+
+
 def table(s):
     """The summary as terminal text."""
     sc = s["scenario"]
@@ -417,8 +429,8 @@ def table(s):
     out = [f"Scenario {sc['name']!r}: {sc['active_vfs']} VMs on {sc['num_vfs']} VFs, mode "
            f"{sc['mode']}, context {s['context']['bytes']} bytes ({sc['ctx_words']} x "
            f"{sc['mem_width']}-bit words + {s['context']['shared_regs']} shared registers), "
-           f"memory latency {sc['mem_latency']}, time slice "
-           f"{sc['time_slice']} cycles; {s['backend']}",
+           f"memory latency {sc['mem_latency']}, {_channels(sc)}, time slice "
+           f"{sc['time_slice']} cycles, {_completion(sc)}; {s['backend']}",
            f"{s['cycles']} cycles ({s['time_us']:.1f} us at {mhz:g} MHz), "
            f"{s['host_requests']} host requests, {s['switches']} world switches",
            "",

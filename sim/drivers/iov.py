@@ -13,7 +13,9 @@ class CommandTimeout(AssertionError):
 class IovDriver:
     """Writes one dword, ``command | EXECUTE | FCN_ID << 8 | NXT_FCN_ID << 16``, into the
     GPU-IOV capability and polls until EXECUTE clears (every ``poll_every`` cycles, at most
-    ``timeout`` polls), stopping early on a hang status, as GIM does.
+    ``timeout`` polls), stopping early on a hang status, as GIM does; or, given
+    ``interrupt``, sets IRQ_EN (0x20) in the dword too and waits for the command-done
+    interrupt instead, then reads CMD_STATUS once.
 
     Parameters
     ----------
@@ -31,12 +33,17 @@ class IovDriver:
     cycle : callable, optional
         ``cycle()`` -> the current cycle; given, :attr:`log` collects (command, fn, nxt,
         status, cycles from write to done) of every :meth:`command`.
+    interrupt : (callable, callable), optional
+        ``(count, wait)``: ``count()`` -> command-done interrupts so far; ``wait(after,
+        cycles)`` -> an awaitable that ends with the count once it exceeds ``after``, or
+        with None after ``cycles`` (the whole GPU's :meth:`sim.system.system.System.interrupt`).
+        The wait is as long as ``timeout`` polls would be.
     """
 
     HANG = (IovStatus.GFX_HANG, IovStatus.SDMA_HANG)
 
     def __init__(self, cfg, wait, *, poll_every=8, timeout=1_000_000, hang_check=True,
-                 cycle=None):
+                 cycle=None, interrupt=None):
         self.cfg = cfg
         self.wait = wait
         self.poll_every = poll_every
@@ -45,18 +52,30 @@ class IovDriver:
         self.cycle = cycle
         self.log = []
         self.polls = 0
+        self.interrupt = interrupt
+        self._irqs_before = None      # interrupts counted before the last command's write
 
     async def issue(self, command, fn=0, nxt=0):
-        """Write the command dword (EXECUTE set); returns the write's status."""
+        """Write the command dword (EXECUTE set, and IRQ_EN when waiting for the interrupt);
+        returns the write's status."""
+        if self.interrupt:
+            self._irqs_before = self.interrupt[0]()
         return await self.cfg.write(0, "GPUIOV_CMD", COMMAND=int(command.value), EXECUTE=1,
+                                    IRQ_EN=int(bool(self.interrupt)),
                                     FCN_ID=fcn_id(fn), NXT_FCN_ID=fcn_id(nxt))
 
     async def status(self):
         return IovStatus((await self.cfg.read(0, "GPUIOV_STATUS"))["CMD_STATUS"])
 
     async def finish(self):
-        """Poll until EXECUTE clears (or, with ``hang_check``, a hang status shows); returns
-        CMD_STATUS."""
+        """Poll until EXECUTE clears (or, with ``hang_check``, a hang status shows), or wait
+        for the command-done interrupt; returns CMD_STATUS."""
+        if self.interrupt:
+            if await self.interrupt[1](self._irqs_before,
+                                       self.timeout * self.poll_every) is None:
+                raise CommandTimeout(f"no command-done interrupt within "
+                                     f"{self.timeout * self.poll_every} cycles")
+            return await self.status()
         for _ in range(self.timeout):
             await self.wait(self.poll_every)
             self.polls += 1

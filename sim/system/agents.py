@@ -5,7 +5,8 @@ The agents (all ``async``, over :class:`~sim.system.system.System`):
 - the hypervisor enumerates the device (sizes BARs, NumVFs, VF Enable), programs each VF's
   FB slice and the context save area through the GPU-IOV capability, initializes every
   active VF's context (INIT_GPU) and schedules: host-driven (IDLE, SAVE, LOAD, RUN, each
-  awaited by polling CMD_STATUS, every time slice) or the hardware scheduler (auto solid,
+  awaited by polling EXECUTE, or by the command-done interrupt with `completion =
+  "interrupt"`, every time slice) or the hardware scheduler (auto solid,
   auto liquid, overlapped). It answers mailbox requests (REQ_GPU_INIT_ACCESS ->
   READY_TO_ACCESS_GPU) and performs the scenario's FLRs;
 - one guest driver per active VF asks for init access through the mailbox, then rings its
@@ -44,8 +45,11 @@ class Hypervisor:
         self.cur = None
         self.flrs = sorted(sc.flr)
         # One read of GPUIOV_CMD a poll (no hang check): the report counts these requests.
+        interrupt = ((lambda: system.interrupts, system.interrupt)
+                     if sc.completion == "interrupt" else None)
         self.iov = IovDriver(self.cfg, system.wait, poll_every=sc.poll_every,
-                             hang_check=False, cycle=lambda: system.cycle)
+                             hang_check=False, cycle=lambda: system.cycle,
+                             interrupt=interrupt)
         self.commands = self.iov.log  # (command, fn, nxt, status, cycles from write to done)
         #: Violation counters read just before each FLR cleared them: {kind: {vf: n}}.
         self.before_flr = {"fb_violations": {}, "reg_violations": {}, "xfn_blocked": {}}

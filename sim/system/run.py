@@ -31,6 +31,7 @@ async def run_body(tb, params, scenario, progress=None):
     return {
         "cycles": cycles,
         "requests": system.requests,
+        "interrupts": system.interrupts,
         "looked": system.looked,
         "hv": out["hv"],
         "guests": {str(vf): g for vf, g in out["guests"].items()},

@@ -16,10 +16,13 @@ from pathlib import Path
 from rtl.params import IOV_FB_UNIT, MAX_VFS, GpuParams, MiB, ParamError
 from rtl.common.iov_codes import csa_bytes
 
-__all__ = ["Scenario", "Workload", "ScenarioError", "MODES", "DEFAULT", "load",
+__all__ = ["Scenario", "Workload", "ScenarioError", "MODES", "COMPLETIONS", "DEFAULT", "load",
            "from_dict", "with_", "VIOLATION_KINDS"]
 
 MODES = ("host", "auto-solid", "auto-liquid", "overlapped")
+#: How the hypervisor learns that a GPU-IOV command ended: it polls EXECUTE every
+#: ``poll_every`` cycles, or sets IRQ_EN and waits for the command-done interrupt.
+COMPLETIONS = ("poll", "interrupt")
 VIOLATION_KINDS = ("fb_outside_slice", "pf_only_register", "other_vf_doorbell")
 
 
@@ -56,6 +59,7 @@ class Scenario:
     fb_slice_mib: int = 0        #: FB slice per VF (multiple of 16; 0: equal shares, <= 128)
     clock_mhz: float = 125.0     #: to turn cycles into time in the report
     poll_every: int = 8          #: cycles between the hypervisor's status polls
+    completion: str = "poll"     #: "poll" (EXECUTE every poll_every) or "interrupt"
     seed: int = 1
     workload: Workload = field(default_factory=Workload)
     per_vf: dict = field(default_factory=dict)    #: {vf: Workload} overriding ``workload``
@@ -67,6 +71,8 @@ class Scenario:
             raise ScenarioError(f"scenario {self.name!r}: {name}={getattr(self, name)!r} {why}")
         if self.mode not in MODES:
             bad("mode", f"must be one of {', '.join(MODES)}")
+        if self.completion not in COMPLETIONS:
+            bad("completion", f"must be one of {', '.join(COMPLETIONS)}")
         for name in ("num_vfs", "active_vfs", "ctx_words", "mem_latency", "time_slice",
                      "run_cycles", "poll_every"):
             value = getattr(self, name)

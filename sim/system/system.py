@@ -2,7 +2,8 @@
 :class:`~rtl.top.gpu.SriovGpu` top that a real system would have.
 
 - Agents (the hypervisor, one guest driver per VM) are ``async`` functions that await host
-  requests (:meth:`System.config`, :meth:`System.mem`) and waits (:meth:`System.wait`); the
+  requests (:meth:`System.config`, :meth:`System.mem`), waits (:meth:`System.wait`) and the
+  PF's command-done interrupt (:meth:`System.interrupt`); the
   loop runs them cooperatively, one host request per cycle in the order they were made.
   They never tick the clock themselves, so the same agents run on any backend.
 - Models: the FB memory (:class:`~sim.models.fbmem.FbMemoryModel`), the command processor
@@ -43,10 +44,11 @@ class HostPortError(AssertionError):
 class _Agent:
     """An agent's coroutine, the cycle its wait ends (None: waiting for an answer or
     queued), and whether it still runs."""
-    __slots__ = ("coroutine", "wake", "alive")
+    __slots__ = ("coroutine", "wake", "alive", "irq")
 
     def __init__(self, coroutine):
         self.coroutine, self.wake, self.alive = coroutine, None, True
+        self.irq = False          # its wait also ends at the next command-done interrupt
 
 
 class _Op:
@@ -175,6 +177,8 @@ class System:
         self.rung = {}            # (fn, index) -> deque of (value, cycle) not yet delivered
         self.deliveries = []      # (cycle, fn, index, value, latency)
         self.requests = 0
+        #: Command-done interrupts seen (``irq.cmd_done`` pulses).
+        self.interrupts = 0
         #: Cycles the loop looked at (the rest ran in the simulator alone).
         self.looked = 0
         self._toggle = 0
@@ -207,6 +211,12 @@ class System:
     def wait(self, cycles):
         return _Op("wait", cycles=max(int(cycles), 1))
 
+    def interrupt(self, after, timeout):
+        """The PF's command-done interrupt (``irq.cmd_done``): resumes with the number of
+        them so far once it exceeds ``after`` (at once if it already does: an interrupt
+        that came first is not lost), or with None after ``timeout`` cycles."""
+        return _Op("irq", after=after, cycles=max(int(timeout), 1))
+
     # --- addresses (after enumeration) -------------------------------------------------
     def bar_base(self, fn, index):
         if fn == 0:
@@ -236,8 +246,11 @@ class System:
         except StopIteration:
             agent.alive = False
             return
-        if op.kind == "wait":
+        if op.kind == "irq" and self.interrupts > op.fields["after"]:
+            self._resume(agent, self.interrupts)
+        elif op.kind in ("wait", "irq"):
             agent.wake = self.cycle + op.fields["cycles"]
+            agent.irq = op.kind == "irq"
         else:
             agent.wake = None
             self._queue.append((agent, op))
@@ -319,9 +332,15 @@ class System:
         # Answers of the last edge; then agents whose wait is over.
         if seen.answer:
             self._answer(tb.fields("host__resp__payload"))
+        if seen.cmd_irq:
+            self.interrupts += 1
+            for agent in self.agents:
+                if agent.alive and agent.irq:
+                    agent.wake, agent.irq = None, False
+                    self._resume(agent, self.interrupts)
         for agent in self.agents:
             if agent.alive and agent.wake is not None and agent.wake <= self.cycle:
-                agent.wake = None
+                agent.wake, agent.irq = None, False
                 self._resume(agent, None)
         self._step_models(seen)
         # One request per cycle: it is accepted at the next edge if ready is high now.
@@ -341,7 +360,8 @@ class System:
                        "fb_ext": 0, "req_ready": tb.get("host__req__ready"),
                        "engine_stop": tb.get("engine_stop"),
                        "owner_valid": tb.get("owner_valid"), "owner": tb.get("owner"),
-                       "seq_state": tb.get("seq_state")})
+                       "seq_state": tb.get("seq_state"),
+                       "cmd_irq": tb.fields("irq").cmd_done})
 
     def _answer(self, resp):
         tag = int(resp.tag)
