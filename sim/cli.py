@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from rtl.params import GpuParams, ParamError
-from sim.system.scenario import ScenarioError
+from rtl.params import MAX_MEM_CHANNELS, MAX_VFS, GpuParams, ParamError
+from sim.system.scenario import MODES, ScenarioError
 
 __all__ = ["main", "Progress"]
 
@@ -436,40 +436,81 @@ def cmd_report(args):
     return 1 if summary["errors"] else 0
 
 
-def cmd_sweep(args):
+#: sweep's axes: (option, metavar, the scenario field it sweeps, type, help), in the order
+#: the axes combine and name the points.
+SWEEP_AXES = (
+    ("--modes", "MODE", "mode", str, f"mode values: any of {', '.join(MODES)}"),
+    ("--vfs-list", "N", "num_vfs", int, "num_vfs values (VFs the GPU is built with, "
+     f"1..{MAX_VFS})"),
+    ("--active-vms", "N", "active_vfs", int, "active_vfs values (VMs running, at most "
+     "num_vfs)"),
+    ("--ctx-words", "N", "ctx_words", int, "ctx_words values"),
+    ("--widths", "W", "mem_width", int, "mem_width values, bits"),
+    ("--latencies", "L", "mem_latency", int, "mem_latency values, cycles"),
+    ("--channels", "N", "mem_channels", int, "mem_channels values (FB memory channels, "
+     f"1..{MAX_MEM_CHANNELS})"),
+    ("--time-slices", "C", "time_slice", int, "time_slice values (cycles each VM owns the "
+     "GPU per turn)"),
+)
+
+
+def _sweep_axes(args):
+    """{field: values} of the axes given on the command line, in :data:`SWEEP_AXES` order."""
+    axes = {field: getattr(args, flag[2:].replace("-", "_"))
+            for flag, _, field, _, _ in SWEEP_AXES}
+    return {field: values for field, values in axes.items() if values}
+
+
+def _sweep_grid(args):
+    """The scenarios of the sweep the command line asks for.
+
+    Raises
+    ------
+    ScenarioError
+        A value, or a combination of values, no scenario can have: one line naming the
+        options (``--active-vms 8 with --vfs-list 4: ...``).
+    """
     from sim.bench import sweep
-    from sim.system.scenario import DEFAULT, MODES, load
+    from sim.system.scenario import DEFAULT, load
     base = load(args.scenario) if args.scenario else DEFAULT
     base = sweep.with_(base, run_cycles=args.run_cycles) if args.run_cycles else base
-    axes = {"mode": args.modes, "num_vfs": args.vfs_list, "ctx_words": args.ctx_words,
-            "mem_width": args.widths, "mem_latency": args.latencies}
-    axes = {k: v for k, v in axes.items() if v}
-    for mode in axes.get("mode", []):
-        if mode not in MODES:
-            print(f"sriov-gpu: error: --modes {mode!r}: choose from {', '.join(MODES)}",
-                  file=sys.stderr)
-            return 2
-    if "num_vfs" in axes:
-        # Every point must have its VMs: as many as the smallest GPU of the grid has VFs.
-        active = min(base.active_vfs, min(axes["num_vfs"]))
-        base = sweep.with_(base, active_vfs=active,
-                           per_vf={vf: w for vf, w in base.per_vf.items() if vf <= active},
-                           flr=tuple(e for e in base.flr if e[1] <= active))
-    scenarios = sweep.grid(base, **axes)
+    axes = _sweep_axes(args)
+    if "num_vfs" in axes and "active_vfs" not in axes:
+        # Every point must have its VMs: as many as the smallest GPU of the grid has VFs
+        # (at least one: a VF count below 1 is then refused as itself).
+        active = max(1, min(base.active_vfs, *axes["num_vfs"]))
+        base = sweep.with_(base, **sweep.with_vms(base, active))
+    try:
+        return base, sweep.grid(base, **axes)
+    except sweep.PointError as err:
+        flag_of = {field: flag for flag, _, field, _, _ in SWEEP_AXES}
+        values = " with ".join(f"{flag_of[f]} {v}" for f, v in err.changes.items())
+        raise ScenarioError(f"{values}: {err.why}") from None
+
+
+def cmd_sweep(args):
+    from sim.bench import sweep
+    base, scenarios = _sweep_grid(args)
     print(f"Sweeping {len(scenarios)} scenarios on {args.backend} "
           f"({'Dask ' + args.scheduler if args.scheduler else f'{args.jobs} processes'}) ...",
           flush=True)
     t0 = time.monotonic()
 
     def on_row(row, k, n):
-        # A line per finished point, on a terminal or not.
+        # A line per finished point, on a terminal or not: a point is a whole simulation,
+        # coarse enough that each deserves its line (Progress would thin them to tenths).
         print(f"sweep: {k}/{n} points, {scenarios[k - 1].name}, {time.monotonic() - t0:.0f} s",
               file=sys.stderr, flush=True)
     rows = sweep.sweep(scenarios, args.backend, sweep.executor(args.jobs, args.scheduler),
                        on_row=on_row)
     print(sweep.table(rows))
     write_output(args.csv, sweep.to_csv(rows))
-    print(f"wrote {args.csv}; {time.monotonic() - t0:.1f} s")
+    written = [args.csv]
+    if not args.no_plot:
+        png = Path(args.csv).with_suffix(".png")
+        sweep.plot(rows, png, base.clock_mhz)
+        written.append(png)
+    print(f"wrote {', '.join(map(str, written))}; {time.monotonic() - t0:.1f} s")
     for sc, row in zip(scenarios, rows):
         if row["problems"]:             # the first is the cause (no requests: no switch)
             print(f"sriov-gpu: error: point {sc.name}: {row['problems'][0]}", file=sys.stderr)
@@ -495,7 +536,6 @@ def build_parser():
 def _add_scenario_commands(sub):
     """report, sweep, bench-sim: scenarios on the whole GPU."""
     from sim.runners.backend import BACKENDS
-    from sim.system.scenario import MODES
     p = sub.add_parser("report", help="the main job: run a scenario on the whole GPU (default: "
                        "4 VMs, host-driven switches, one misbehaving) and report world-switch "
                        "timing: table, JSON, PNG plots")
@@ -511,11 +551,8 @@ def _add_scenario_commands(sub):
     p = sub.add_parser("sweep", help="run a grid of scenarios in parallel processes (or on a "
                        "Dask cluster) and write one table / CSV")
     p.add_argument("scenario", nargs="?", help="base scenario file (default: built-in)")
-    p.add_argument("--modes", nargs="+", metavar="MODE", help=f"any of {', '.join(MODES)}")
-    p.add_argument("--vfs-list", type=int, nargs="+", metavar="N", help="num_vfs values")
-    p.add_argument("--ctx-words", type=int, nargs="+", metavar="N", help="ctx_words values")
-    p.add_argument("--widths", type=int, nargs="+", metavar="W", help="mem_width values")
-    p.add_argument("--latencies", type=int, nargs="+", metavar="L", help="mem_latency values")
+    for flag, metavar, _, type_, help_ in SWEEP_AXES:
+        p.add_argument(flag, type=type_, nargs="+", metavar=metavar, help=help_)
     p.add_argument("--run-cycles", type=int, metavar="C", help="override run_cycles")
     p.add_argument("--backend", choices=BACKENDS, default="amaranth")
     p.add_argument("--jobs", type=positive_int, default=2,
@@ -523,7 +560,9 @@ def _add_scenario_commands(sub):
     p.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address "
                    "(tcp://host:8786): run the grid on that cluster")
     p.add_argument("--csv", type=output_file, default="build/sweep.csv",
-                   help="CSV output (default %(default)s)")
+                   help="CSV output (default %(default)s); the plot goes next to it, "
+                   "as .png")
+    p.add_argument("--no-plot", action="store_true", help="table and CSV only")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("bench-sim", help="simulation speed of the whole GPU: simulated "
