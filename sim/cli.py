@@ -451,6 +451,8 @@ SWEEP_AXES = (
      f"1..{MAX_MEM_CHANNELS})"),
     ("--time-slices", "C", "time_slice", int, "time_slice values (cycles each VM owns the "
      "GPU per turn)"),
+    ("--completions", "HOW", "completion", str, "completion values: poll or interrupt (how "
+     "the hypervisor learns a command ended)"),
 )
 
 

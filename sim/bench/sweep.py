@@ -20,11 +20,13 @@ __all__ = ["grid", "point", "sweep", "executor", "COLUMNS", "SCENARIO_COLUMNS", 
 
 #: The scenario fields a row carries (the axes a sweep can have, and what it holds).
 SCENARIO_COLUMNS = ("mode", "num_vfs", "active_vfs", "ctx_words", "mem_width", "mem_latency",
-                    "mem_channels", "time_slice")
+                    "mem_channels", "time_slice", "completion")
 COLUMNS = (*SCENARIO_COLUMNS, "switches", "switch_hw_median", "switch_model",
            "switch_host_median", "min_gpu_share", "fairness", "doorbell_latency_median",
            "doorbell_latency_p99", "guest_work_efficiency", "violations_blocked", "errors",
            "cycles")
+#: Scenario columns whose values are words, not numbers (never the x axis if a number varies).
+WORD_COLUMNS = ("mode", "completion")
 #: Decimal places of the fractions in a row (shares, fairness, efficiency).
 FRACTION_DIGITS = 4
 
@@ -208,10 +210,10 @@ def _ctx_bytes(row):
 
 def swept(rows):
     """The scenario fields that differ between the rows, in :data:`SCENARIO_COLUMNS` order
-    but ``mode`` last: the first is the plot's x axis (a number where there is one), the
-    others make its lines."""
+    but the words (``mode``, ``completion``) last: the first is the plot's x axis (a number
+    where there is one), the others make its lines."""
     varied = [c for c in SCENARIO_COLUMNS if len({r[c] for r in rows}) > 1]
-    return sorted(varied, key=lambda c: c == "mode")
+    return sorted(varied, key=lambda c: c in WORD_COLUMNS)
 
 
 def _nan(value):
