@@ -66,13 +66,15 @@ class _Tb:
         return 0
 
 
-def _engine(work=9, drain=3):
+def _engine(work=9, drain=3, preempt_every=1):
     return Engine(GpuParams(num_vfs=3), drain=drain, work_per_doorbell=work, check_words=0,
-                  seed=1)
+                  seed=1, preempt_every=preempt_every)
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_an_engine_that_skips_steady_cycles_drives_what_one_stepped_each_cycle_drives(seed):
+@pytest.mark.parametrize("preempt_every", [1, 0, 4])
+def test_an_engine_that_skips_steady_cycles_drives_what_one_stepped_each_cycle_drives(
+        seed, preempt_every):
     rng = Random(seed)
     inputs, stop, owner = [], 0, 1
     for _ in range(400):                  # inputs that hold for a while, as the GPU's do
@@ -82,14 +84,14 @@ def test_an_engine_that_skips_steady_cycles_drives_what_one_stepped_each_cycle_d
             owner = rng.randrange(4)
         deliveries = [(rng.randrange(1, 4), 0, 0)] if rng.random() < 0.05 else []
         inputs.append((stop, owner, deliveries))
-    each, tb_each = _engine(), _Tb()
+    each, tb_each = _engine(preempt_every=preempt_every), _Tb()
     busy_each = []
     for cycle, (stop, owner, deliveries) in enumerate(inputs):
         each.step(tb_each, cycle, stop, owner > 0, owner, deliveries)
         busy_each.append(tb_each.driven["engine_busy"])
     # The skipping engine is stepped only where an input changes or it says its answer
     # changes; in between, what it drove stays.
-    skip, tb_skip = _engine(), _Tb()
+    skip, tb_skip = _engine(preempt_every=preempt_every), _Tb()
     busy_skip, wake = [], 0
     for cycle, (stop, owner, deliveries) in enumerate(inputs):
         changed = cycle == 0 or inputs[cycle - 1][:2] != (stop, owner) or deliveries
@@ -99,7 +101,7 @@ def test_an_engine_that_skips_steady_cycles_drives_what_one_stepped_each_cycle_d
         busy_skip.append(tb_skip.driven["engine_busy"])
     assert busy_skip == busy_each
     skip.catch_up(len(inputs))
-    assert skip.pending == each.pending
+    assert skip.pending == each.pending and skip.done == each.done
 
 
 def test_a_hung_engine_skipped_past_its_work_keeps_no_negative_work():

@@ -297,6 +297,37 @@ def guest_work(raw, share):
                 engine_unvirtualized=out["unvirtualized"] / out["cycles"])
 
 
+def _model(sc, params):
+    """The cost model's column of the table for scenario ``sc``, and its note: exact
+    cycles, or a range where the engine stops only at preemption points."""
+    drain = sc.engine_drain
+    model = cost_model.phase_cycles(params, drain)
+    if sc.mode == "overlapped":
+        gpu = cost_model.gpu_overlapped_phase_cycles(params, drain)
+        model = {"idle": gpu["idle"], "overlap": gpu["overlap"],
+                 "run": gpu["run"], "switch (hardware)": gpu["switch"]}
+        model = {k: ("" if v is None else v) for k, v in model.items()}
+        two = cost_model.gpu_overlapped_phase_cycles(params.with_(mem_channels=2),
+                                                     drain)["switch"]
+        note = (f"the save and the load have a channel each: max(SAVE, LOAD) phases; "
+                f"serial: {cost_model.switch_cycles(params, drain)}"
+                if params.mem_channels > 1 else
+                f"the save and the load share the one FB channel: 2B + L + 2; with "
+                f"mem_channels = 2 it would be {two}")
+    else:
+        model["switch (hardware)"] = cost_model.switch_cycles(params, drain)
+        note = "exact for a memory that is always ready"
+    least, most = cost_model.idle_range(drain, sc.work_per_doorbell, sc.preempt_every)
+    if most > least:
+        for key in ("idle", "switch (hardware)"):
+            if model[key] != "":
+                model[key] = f"{model[key]}..{model[key] + most - least}"
+        note += (f"; the engine stops at a preemption point every {sc.preempt_every} cycles"
+                 if sc.preempt_every else "; the engine stops only at a work item's end")
+        note += f", so IDLE takes {least} to {most}"
+    return model, note
+
+
 def summarize(raw, strict=True):
     """The numbers of the report, from a raw run.
 
@@ -327,22 +358,7 @@ def summarize(raw, strict=True):
               if any(s[p] for s in switches)}
     phases["switch (hardware)"] = _stats(hw, mhz)
     phases["switch (as the host sees it)"] = _stats([s["total"] for s in switches], mhz)
-    model = cost_model.phase_cycles(params, sc.engine_drain)
-    if sc.mode == "overlapped":
-        gpu = cost_model.gpu_overlapped_phase_cycles(params, sc.engine_drain)
-        model = {"idle": gpu["idle"], "overlap": gpu["overlap"],
-                 "run": gpu["run"], "switch (hardware)": gpu["switch"]}
-        model = {k: ("" if v is None else v) for k, v in model.items()}
-        two = cost_model.gpu_overlapped_phase_cycles(params.with_(mem_channels=2),
-                                                     sc.engine_drain)["switch"]
-        model_note = (f"the save and the load have a channel each: max(SAVE, LOAD) phases; "
-                      f"serial: {cost_model.switch_cycles(params, sc.engine_drain)}"
-                      if params.mem_channels > 1 else
-                      f"the save and the load share the one FB channel: 2B + L + 2; with "
-                      f"mem_channels = 2 it would be {two}")
-    else:
-        model["switch (hardware)"] = cost_model.switch_cycles(params, sc.engine_drain)
-        model_note = "exact for a memory that is always ready"
+    model, model_note = _model(sc, params)
 
     cycles = raw["cycles"]
     share = gpu_share(raw)
@@ -386,9 +402,16 @@ def summarize(raw, strict=True):
         "guest_work": guest_work(raw, share),
         "violations": violations, "init_access_cycles": init,
         "scrub": _scrub(sc, params, counters),
+        "hangs": _hangs(raw, mhz),
         "context_checks": raw["engine"]["checked"], "counters": counters,
         "errors": errors, "problems": found,
     }
+
+
+def _hangs(raw, mhz):
+    """The workloads that hung: IDLE_GPU's GFX_HANG, the hypervisor's FLR, and the cycles
+    from the IDLE_GPU write to the next VM running (the time the hang cost)."""
+    return [dict(h, recovered_us=h["recovered"] / mhz) for h in raw["hv"].get("hangs", [])]
 
 
 def _scrub(sc, params, counters):
@@ -462,6 +485,12 @@ def table(s):
     for kind, v in s["violations"].items():
         per = ", ".join(f"VF {vf}: {n}" for vf, n in v["per_vf"].items()) or "-"
         out.append(f"{kind:22} {v['made']:>11} {v['counted']:>10}  {per}")
+    hangs = s.get("hangs", [])
+    out += [""] if hangs else []
+    for h in hangs:
+        out.append(f"hang: VF {h['vf']}'s IDLE_GPU at cycle {h['cycle']} ended {h['status']}; "
+                   f"the hypervisor reset it (FLR, INIT) and the next VM ran "
+                   f"{h['recovered']} cycles ({h['recovered_us']:.1f} us) after the IDLE_GPU")
     scrub = s.get("scrub")
     if scrub:
         out += ["", f"FB zero fill before activation: last region {scrub['region_granules']} "

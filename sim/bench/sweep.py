@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from rtl.params import KiB, GpuParams
 from sim.bench.report import summarize
 from sim.system.run import run
-from sim.system.scenario import ScenarioError, with_
+from sim.system.scenario import EVENT_FIELDS, ScenarioError, with_
 
 __all__ = ["grid", "point", "sweep", "executor", "COLUMNS", "SCENARIO_COLUMNS", "to_csv",
            "table", "plot", "swept", "with_", "with_vms", "PointError"]
@@ -49,11 +49,12 @@ class PointError(ScenarioError):
 
 
 def with_vms(sc, active):
-    """The changes that give ``sc`` ``active`` VMs: its ``per_vf`` entries and FLRs of VFs
-    above them dropped, so that the scenario stays valid."""
+    """The changes that give ``sc`` ``active`` VMs: its ``per_vf`` entries, FLRs and hangs
+    of VFs above them dropped, so that the scenario stays valid."""
     return {"active_vfs": active,
             "per_vf": {vf: w for vf, w in sc.per_vf.items() if vf <= active},
-            "flr": tuple(e for e in sc.flr if e[1] <= active)}
+            **{name: tuple(e for e in getattr(sc, name) if e[1] <= active)
+               for name in EVENT_FIELDS}}
 
 
 def _at(base, name, changes):

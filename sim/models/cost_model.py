@@ -50,7 +50,7 @@ access queued ahead adds the cycles until it has left for FB (the fence); host a
 during the fill share the port with it; a context mover's phase stops it.
 """
 
-__all__ = ["save_cycles", "load_cycles", "bandwidth_bound", "phase_cycles",
+__all__ = ["save_cycles", "load_cycles", "bandwidth_bound", "phase_cycles", "idle_range",
            "switch_cycles", "overlapped_phase_cycles", "overlapped_switch_cycles",
            "gpu_overlapped_phase_cycles", "HANDSHAKE_OVERHEAD", "scrub_fill_beats",
            "scrub_cycles", "SCRUB_START", "SCRUB_PER_GRANULE", "SCRUB_GRANT", "SCRUB_END"]
@@ -92,6 +92,18 @@ def phase_cycles(params, drain):
     """Cycles of each world-switch phase, as the counters read them (memory always ready)."""
     return {"idle": drain + 1, "save": save_cycles(params) + 3,
             "load": load_cycles(params) + 3, "run": 1}
+
+
+def idle_range(drain, item, preempt_every):
+    """(least, most) cycles of IDLE when the engine stops only at preemption points: every
+    ``preempt_every`` cycles of a work item of ``item`` cycles (1: at any cycle, IDLE is
+    D + 1; 0: only at an item's end). Told to stop, the running item goes on to its next
+    point, at most ``preempt_every`` - 1 cycles (or ``item`` - 1) away, then drains D."""
+    least = drain + 1
+    if preempt_every == 1 or item <= 1:
+        return least, least
+    wait = item - 1 if preempt_every == 0 else min(preempt_every, item) - 1
+    return least, least + wait
 
 
 def switch_cycles(params, drain):

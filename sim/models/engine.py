@@ -19,9 +19,12 @@ class EngineModel:
     - ``engine_stop`` low: busy while the running function has work (:meth:`has_work`); a
       busy cycle is one cycle of that function's work (:meth:`ran`). With no ``work`` the
       engine is always busy, owner or not (a bench that does not model work).
-    - ``engine_stop`` high: busy in the first ``drain`` cycles of the stop, counting the
-      cycle it is first seen, idle from then on (``drain=0``: idle at once). Work left over
-      stays for the function's next turn; ``engine_stop`` low again re-arms the count.
+    - ``engine_stop`` high: first the running work goes on to its next preemption point
+      (:meth:`to_boundary` cycles, counted as work: 0 in this model, which can stop at any
+      cycle; None: never, a hung workload), then busy ``drain`` cycles more, counting the
+      cycle the stop is first seen, idle from then on (``drain=0``: idle at once). Work
+      left over stays for the function's next turn; ``engine_stop`` low again re-arms the
+      count.
     - ``hung``: busy whatever happens (an engine that never drains, for the drain timeout).
 
     Parameters
@@ -37,6 +40,7 @@ class EngineModel:
         self.work = work
         self.hung = False
         self.drain_left = None       # cycles of the current stop still busy; None: no stop
+        self.finish_left = 0         # work cycles to the preemption point (None: never)
         self.busy = False            # the answer of the last advance
         self._inputs = (False, None)  # its stop and owner
 
@@ -51,6 +55,11 @@ class EngineModel:
         """``cycles`` busy cycles of ``fn``'s work went by; a model that counts work
         overrides it."""
 
+    def to_boundary(self, fn):
+        """Cycles of ``fn``'s work from now to the point where it can be preempted (None:
+        never); this model stops at any cycle. A model with work items overrides it."""
+        return 0
+
     def advance(self, stop, owner):
         """One cycle: ``stop`` is ``engine_stop``, ``owner`` the running function (None: no
         function owns the GPU). Returns whether the engine is busy this cycle."""
@@ -58,9 +67,17 @@ class EngineModel:
         if stop:
             if self.drain_left is None:
                 self.drain_left = self.drain
-            busy = self.drain_left > 0
-            if self.drain_left:
-                self.drain_left -= 1
+                self.finish_left = 0 if owner is None else self.to_boundary(owner)
+            if self.finish_left is None:
+                busy = True                      # a workload that never reaches one
+            elif self.finish_left:
+                busy = True
+                self.finish_left -= 1
+                self.ran(owner)
+            else:
+                busy = self.drain_left > 0
+                if self.drain_left:
+                    self.drain_left -= 1
         else:
             self.drain_left = None
             busy = self.has_work(owner)
@@ -76,7 +93,7 @@ class EngineModel:
             return None
         stop, owner = self._inputs
         if stop:
-            return self.drain_left
+            return self.finish_left if self.finish_left != 0 else self.drain_left
         if self.work is None or owner is None:
             return None
         return self.remaining(owner)
@@ -92,7 +109,11 @@ class EngineModel:
         steady = self.steady()
         assert steady is None or cycles <= steady, f"skip({cycles}) past a change at {steady}"
         if stop:
-            self.drain_left = max(self.drain_left - cycles, 0)
+            if self.finish_left:
+                self.finish_left -= cycles
+                self.ran(owner, cycles)
+            elif self.finish_left == 0:
+                self.drain_left = max(self.drain_left - cycles, 0)
         elif owner is not None and self.has_work(owner):
             left = self.remaining(owner)     # a hung engine may outlast the work
             self.ran(owner, cycles if left is None else min(cycles, left))
@@ -101,19 +122,28 @@ class EngineModel:
 class Engine(EngineModel):
     """The command processor and the GPU engine behind it, for the whole GPU's system loop.
 
-    Takes every doorbell the CP port offers; each adds ``work_per_doorbell`` cycles of work
-    for its function, counted down a cycle a busy cycle; busy and drain as
-    :class:`EngineModel` says (idle ``drain`` cycles after ``engine_stop``, the rest of the
-    work kept for the function's next turn). When a function starts a turn the engine reads
+    Takes every doorbell the CP port offers; each adds a work item of ``work_per_doorbell``
+    cycles for its function, counted down a cycle a busy cycle; busy and drain as
+    :class:`EngineModel` says, the rest of the work kept for the function's next turn. Told
+    to stop, the item that runs goes on to its next preemption point: one every
+    ``preempt_every`` cycles of the item (1: any cycle; 0: none, the item runs to its end),
+    then ``drain`` cycles more; so IDLE's cost depends on where the work is. A function
+    whose doorbell is delivered at or after its :meth:`hang_at` cycle hangs: its item never
+    ends, the engine never drains while it runs (IDLE_GPU ends with GFX_HANG), until an
+    FLR (:meth:`forget`) or INIT (:meth:`reset_fn`) of it. When a function starts a turn the engine reads
     the first ``check_words`` words of its state, which must be what it left there at its
     last turn (zeros after INIT_GPU), then writes fresh ones: the world switch must carry
     every function's context across everyone else's turns.
     """
 
-    def __init__(self, params, *, drain, work_per_doorbell, check_words, seed):
-        super().__init__(drain, work=lambda fn: self.pending[fn] > 0)
+    def __init__(self, params, *, drain, work_per_doorbell, check_words, seed,
+                 preempt_every=1):
+        super().__init__(drain, work=lambda fn: self.pending[fn] > 0 or fn in self.hung_fns)
         self.p = params
         self.work_per_doorbell = work_per_doorbell
+        self.preempt_every = preempt_every
+        self.hangs = {}              # fn -> the cycle from which its next doorbell hangs
+        self.hung_fns = set()        # functions whose work item never ends
         self.check_words = min(check_words, params.ctx_words)
         self.rng = Random(seed)
         self.pending = [0] * params.num_fns     # fn -> cycles of work it has left
@@ -148,19 +178,42 @@ class Engine(EngineModel):
         """INIT_GPU or FLR: the next turn of ``fn`` starts from zeros."""
         self.expected[fn] = [0] * self.check_words
         self.pending[fn] = 0
+        self.hung_fns.discard(fn)
+
+    def hang_at(self, fn, cycle):
+        """``fn``'s first doorbell delivered at or after ``cycle`` brings work that hangs."""
+        self.hangs[fn] = cycle
 
     def ran(self, fn, cycles=1):
-        """Busy cycles: that much less of ``fn``'s work, and that much more done."""
+        """Busy cycles: that much less of ``fn``'s work, and that much more done (a hung
+        item does nothing)."""
+        if fn in self.hung_fns:
+            return
         self.pending[fn] -= cycles
         self.done[fn] += cycles
 
     def remaining(self, fn):
-        return self.pending[fn]
+        return None if fn in self.hung_fns else self.pending[fn]
+
+    def to_boundary(self, fn):
+        """Work cycles from now to the next preemption point of ``fn``'s running item: 0 at
+        an item's start or on a point, at most ``preempt_every`` - 1 (or to the item's end);
+        None for a hung item."""
+        if fn in self.hung_fns:
+            return None
+        item, every = self.work_per_doorbell, self.preempt_every
+        left = self.pending[fn] % item if item else 0     # 0: between two items
+        if not left or every == 1:
+            return 0
+        if every == 0:
+            return left
+        return min(left, -(item - left) % every)
 
     def forget(self, fn):
         """FLR: ``fn``'s work and what its state must hold are gone."""
         self.expected.pop(fn, None)
         self.pending[fn] = 0
+        self.hung_fns.discard(fn)
 
     def step(self, tb, cycle, stop, owner_valid, owner, deliveries):
         """Cycle ``cycle``: take ``deliveries`` (the CP's doorbells), drive ``engine_busy``
@@ -168,7 +221,12 @@ class Engine(EngineModel):
         self.catch_up(cycle)
         self._cycle = cycle
         for event in deliveries:
-            self.pending[event[0]] += self.work_per_doorbell
+            fn = event[0]
+            if self.hangs.get(fn, cycle + 1) <= cycle:
+                del self.hangs[fn]
+                self.hung_fns.add(fn)
+            else:
+                self.pending[fn] += self.work_per_doorbell
         busy = self.advance(bool(stop), owner if owner_valid else None)
         tb.set("engine_busy", int(busy))
         # A new turn: check, then scribble, the owner's engine state.

@@ -96,6 +96,9 @@ class Hypervisor:
         # The scenario's times count from here: guest traffic, its end, the FLRs.
         self.traffic_end = self.sys.cycle + sc.run_cycles
         self.flrs = [(self.sys.cycle + at, vf) for at, vf in self.flrs]
+        # The scenario's faults: from then on the VF's next work item never ends.
+        for at, vf in sc.hang:
+            self.sys.engine.hang_at(vf, self.sys.cycle + at)
 
     def _next_after(self, vf):
         k = self.active.index(vf) if vf in self.active else -1
@@ -103,10 +106,26 @@ class Hypervisor:
 
     async def switch_to(self, nxt):
         C = IovCommand
-        for command, fn in ((C.IDLE_GPU, self.cur), (C.SAVE_GPU_STATE, self.cur),
-                            (C.LOAD_GPU_STATE, nxt), (C.RUN_GPU, nxt)):
+        start = self.sys.cycle
+        status = await self.iov.command(C.IDLE_GPU, self.cur)
+        if status == IovStatus.GFX_HANG:
+            await self.recover(self.cur, start)
+            return
+        if status != IovStatus.COMMAND_DONE:
+            raise AssertionError(f"IDLE_GPU({self.cur}) ended with {status.name}")
+        for command, fn in ((C.SAVE_GPU_STATE, self.cur), (C.LOAD_GPU_STATE, nxt),
+                            (C.RUN_GPU, nxt)):
             await self.command(command, fn)
         self.cur = nxt
+
+    async def recover(self, vf, start):
+        """IDLE_GPU of ``vf`` ended with GFX_HANG (its engine never drained): reset it with
+        an FLR, as GIM does, and give the GPU to the next VM; its context is lost (INIT
+        again), the others' are not."""
+        hang = {"cycle": start, "vf": vf, "status": IovStatus.GFX_HANG.name}
+        self.out["hangs"].append(hang)
+        await self.do_flr(vf)
+        hang["recovered"] = self.sys.cycle - start     # to the next VM running
 
     async def serve_mailbox(self):
         for vf in await self.mb.pending():

@@ -14,8 +14,8 @@ async def run_body(tb, params, scenario, progress=None):
     """The scenario's simulation, as a backend body (``scenario`` is its dict)."""
     sc = from_dict(scenario)
     system = System(tb, params, drain=sc.engine_drain, work_per_doorbell=sc.work_per_doorbell,
-                    seed=sc.seed)
-    out = {"hv": {"mailbox": [], "flrs": []}, "guests": {}}
+                    seed=sc.seed, preempt_every=sc.preempt_every)
+    out = {"hv": {"mailbox": [], "flrs": [], "hangs": []}, "guests": {}}
     hv = Hypervisor(system, sc, out["hv"])
     system.spawn(hv())
     for vf in hv.active:

@@ -16,13 +16,16 @@ from pathlib import Path
 from rtl.params import IOV_FB_UNIT, MAX_VFS, GpuParams, MiB, ParamError
 from rtl.common.iov_codes import csa_bytes
 
-__all__ = ["Scenario", "Workload", "ScenarioError", "MODES", "COMPLETIONS", "DEFAULT", "load",
+__all__ = ["Scenario", "Workload", "ScenarioError", "MODES", "COMPLETIONS", "EVENT_FIELDS",
+           "DEFAULT", "load",
            "from_dict", "with_", "VIOLATION_KINDS"]
 
 MODES = ("host", "auto-solid", "auto-liquid", "overlapped")
 #: How the hypervisor learns that a GPU-IOV command ended: it polls EXECUTE every
 #: ``poll_every`` cycles, or sets IRQ_EN and waits for the command-done interrupt.
 COMPLETIONS = ("poll", "interrupt")
+#: Scenario fields that are lists of (cycle after set-up, vf) events.
+EVENT_FIELDS = ("flr", "hang")
 VIOLATION_KINDS = ("fb_outside_slice", "pf_only_register", "other_vf_doorbell")
 
 
@@ -55,7 +58,8 @@ class Scenario:
     run_cycles: int = 6000       #: cycles of guest requests, counted from the end of set-up
     drain_limit: int = 20_000    #: cycles after run_cycles to deliver every doorbell
     engine_drain: int = 4        #: cycles the engine needs to stop
-    work_per_doorbell: int = 40  #: engine cycles of work each doorbell brings
+    work_per_doorbell: int = 40  #: engine cycles of work each doorbell brings (a work item)
+    preempt_every: int = 1       #: work cycles between preemption points (0: item's end)
     fb_slice_mib: int = 0        #: FB slice per VF (multiple of 16; 0: equal shares, <= 128)
     clock_mhz: float = 125.0     #: to turn cycles into time in the report
     poll_every: int = 8          #: cycles between the hypervisor's status polls
@@ -64,6 +68,7 @@ class Scenario:
     workload: Workload = field(default_factory=Workload)
     per_vf: dict = field(default_factory=dict)    #: {vf: Workload} overriding ``workload``
     flr: tuple = ()              #: ((cycle after set-up, vf), ...): FLRs the hypervisor performs
+    hang: tuple = ()             #: ((cycle after set-up, vf), ...): VF's next work item hangs
 
     # --- checks ---------------------------------------------------------------------------
     def __post_init__(self):
@@ -90,17 +95,21 @@ class Scenario:
                 "(GPU-IOV counts FB in 16 MiB units)")
         if not self.clock_mhz > 0:
             bad("clock_mhz", "must be positive")
-        for name in ("engine_drain", "work_per_doorbell", "drain_limit"):
+        for name in ("engine_drain", "work_per_doorbell", "drain_limit", "preempt_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 bad(name, "must be a non-negative integer")
         for vf in self.per_vf:
             if not isinstance(vf, int) or not 1 <= vf <= self.active_vfs:
                 raise ScenarioError(f"scenario {self.name!r}: per_vf key {vf!r} must be a VF "
                                     f"number 1..active_vfs ({self.active_vfs})")
-        for event in self.flr:
-            if len(event) != 2 or not 1 <= event[1] <= self.active_vfs or event[0] < 0:
-                raise ScenarioError(f"scenario {self.name!r}: flr entry {event!r} must be "
-                                    f"[cycle, vf] with vf in 1..active_vfs")
+        for name in EVENT_FIELDS:
+            for event in getattr(self, name):
+                if len(event) != 2 or not 1 <= event[1] <= self.active_vfs or event[0] < 0:
+                    raise ScenarioError(f"scenario {self.name!r}: {name} entry {event!r} "
+                                        f"must be [cycle, vf] with vf in 1..active_vfs")
+        if self.hang and self.mode != "host":
+            bad("hang", "needs mode = \"host\": the hypervisor recovers a hung VF (FLR) "
+                "between its own commands; the hardware scheduler stops on a hang")
         for wl in [self.workload, *self.per_vf.values()]:
             if not 0 <= wl.misbehave <= 1:
                 raise ScenarioError(f"scenario {self.name!r}: misbehave={wl.misbehave} must "
@@ -147,7 +156,8 @@ class Scenario:
     def to_dict(self):
         out = asdict(self)
         out["per_vf"] = {str(k): asdict(v) for k, v in self.per_vf.items()}
-        out["flr"] = [list(e) for e in self.flr]
+        for name in EVENT_FIELDS:
+            out[name] = [list(e) for e in getattr(self, name)]
         return out
 
 
@@ -185,8 +195,9 @@ def from_dict(raw, name=None):
                              for k, v in raw["per_vf"].items()}
         except ValueError:
             raise ScenarioError(f"scenario {label!r}: per_vf keys must be VF numbers") from None
-    if "flr" in raw:
-        raw["flr"] = tuple(tuple(e) for e in raw["flr"])
+    for key in EVENT_FIELDS:
+        if key in raw:
+            raw[key] = tuple(tuple(e) for e in raw[key])
     if name and "name" not in raw:
         raw["name"] = name
     try:

@@ -151,7 +151,7 @@ class System:
     """The loop: the top, its models and its agents. See the module docstring."""
 
     def __init__(self, tb, params, *, latency=None, drain=4, work_per_doorbell=40,
-                 check_words=4, seed=0, pf_rid=0x0100):
+                 check_words=4, seed=0, pf_rid=0x0100, preempt_every=1):
         self.tb, self.p = tb, params
         self.cycle = 0
         self.pf_rid = pf_rid
@@ -168,7 +168,8 @@ class System:
                                      words=words) for c in range(params.mem_channels)]
         self.fbmem = self.fbmems[0]
         self.engine = Engine(params, drain=drain, work_per_doorbell=work_per_doorbell,
-                             check_words=check_words, seed=seed + 7)
+                             check_words=check_words, seed=seed + 7,
+                             preempt_every=preempt_every)
         self.monitor = Monitor()
         self.agents = []          # _Agent
         self._queue = deque()     # (agent, op) host requests in the order made
