@@ -14,7 +14,8 @@ from rtl.top.harness import GpuHarness
 from sim.models.engine import Engine, EngineModel
 from sim.models.fbmem import FbMemoryModel
 from sim.runners.backend import Fields, run_amaranth
-from sim.system.run import run
+from sim.system.run import PROGRESS_EVERY, run
+from sim.system.scenario import with_
 from sim.system.system import Monitor
 from tests import simulate
 from tests.test_scenario import SMALL, _without_backend as _comparable
@@ -177,3 +178,11 @@ def test_fb_ram_answers_as_the_fb_memory_model_inside_and_outside_its_window(lat
     simulate(dut, bench)
     assert got == want and len(got) > 50
     assert outside.reads + outside.writes > 50      # both sides were exercised
+
+
+def test_a_cocotb_run_reports_its_progress_to_the_calling_process(simulator):
+    seen = []
+    raw = run(with_(SMALL, name="progress", run_cycles=20_000), simulator,
+              progress=seen.append)
+    assert seen and seen == sorted(seen) and seen[-1] <= raw["cycles"]
+    assert seen[-1] >= raw["cycles"] - max(PROGRESS_EVERY, 20_000 // 100)

@@ -7,6 +7,7 @@ import pytest
 
 from sim.bench.report import summarize
 from sim.system.run import run
+from sim.drivers.iov import CommandTimeout
 from sim.system.scenario import ScenarioError, with_
 from tests.test_scenario import SMALL, _without_backend
 
@@ -71,3 +72,17 @@ def test_the_interrupt_run_gives_identical_cycles_on_every_backend(by_interrupt,
     raw, _ = by_interrupt
     again = run(with_(SMALL, name="irq", completion="interrupt", poll_every=50), simulator)
     assert _without_backend(again) == _without_backend(raw)
+
+
+@pytest.mark.parametrize("completion", ["poll", "interrupt"])
+def test_a_command_longer_than_the_driver_s_timeout_fails_the_run_naming_it(completion):
+    # 1 us at 50 MHz: 50 cycles, less than moving a 1 KiB context (68 beats) takes.
+    sc = with_(SMALL, name="timeout", completion=completion, clock_mhz=50.0,
+               command_timeout_us=1)
+    with pytest.raises(CommandTimeout, match=r"(INIT_GPU|LOAD_GPU_STATE)\(1, 0\)"):
+        run(sc)
+
+
+def test_a_timeout_of_nothing_is_refused_naming_the_field():
+    with pytest.raises(ScenarioError, match="command_timeout_us"):
+        with_(SMALL, command_timeout_us=0)

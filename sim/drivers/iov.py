@@ -74,7 +74,8 @@ class IovDriver:
             if await self.interrupt[1](self._irqs_before,
                                        self.timeout * self.poll_every) is None:
                 raise CommandTimeout(f"no command-done interrupt within "
-                                     f"{self.timeout * self.poll_every} cycles")
+                                     f"{self.timeout * self.poll_every} cycles "
+                                     f"(the driver's timeout)")
             return await self.status()
         for _ in range(self.timeout):
             await self.wait(self.poll_every)
@@ -83,14 +84,19 @@ class IovDriver:
                 return await self.status()
             if self.hang_check and (status := await self.status()) in self.HANG:
                 return status
-        raise CommandTimeout(f"EXECUTE still set after {self.timeout} polls")
+        raise CommandTimeout(f"EXECUTE still set after {self.timeout} polls, "
+                             f"{self.timeout * self.poll_every} cycles (the driver's timeout)")
 
     async def command(self, command, fn=0, nxt=0, *, expect=None):
         """Issue a command and wait for its end; returns its CMD_STATUS. With ``expect``,
-        any other status raises, naming the command."""
+        any other status raises, naming the command; so does a timeout
+        (:class:`CommandTimeout`)."""
         start = self.cycle() if self.cycle else None
         await self.issue(command, fn, nxt)
-        status = await self.finish()
+        try:
+            status = await self.finish()
+        except CommandTimeout as err:
+            raise CommandTimeout(f"{command.name}({fn}, {nxt}): {err}") from None
         if start is not None:
             self.log.append((command.name, fn, nxt, status.name, self.cycle() - start))
         if expect is not None and status != expect:

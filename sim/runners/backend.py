@@ -23,7 +23,9 @@ import hashlib
 import importlib
 import json
 import re
+import threading
 from collections.abc import Mapping
+from pathlib import Path
 
 from amaranth.hdl import Shape, Value
 from amaranth.lib import data
@@ -374,11 +376,61 @@ def _build_dir(simulator, block, verilog_text):
     return BUILD_DIR / "cocotb" / simulator / f"{block}-{digest}"
 
 
-def run_cocotb(simulator, block, params, body, test_name="bench", waves=False, **kwargs):
+class ProgressFile:
+    """A body's ``progress(count)`` inside the cocotb process: the count, written to a
+    file the parent reads (:class:`_ProgressReader`). It writes a new file and renames it,
+    so that a reader never sees half a number."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __call__(self, count):
+        part = self.path.with_suffix(".part")
+        part.write_text(f"{int(count)}\n")
+        part.replace(self.path)
+
+
+class _ProgressReader(threading.Thread):
+    """In the parent: calls ``progress(count)`` with each new count a :class:`ProgressFile`
+    wrote, every :attr:`EVERY` seconds while the cocotb run lasts, and the last one when it
+    ends."""
+
+    EVERY = 0.5
+
+    def __init__(self, path, progress):
+        super().__init__(daemon=True)
+        self.path, self.progress = Path(path), progress
+        self.path.unlink(missing_ok=True)
+        self.stopped = threading.Event()
+
+    def run(self):
+        self.last = None
+        while not self.stopped.wait(self.EVERY):
+            self._look()
+        self._look()
+
+    def _look(self):
+        try:
+            count = int(self.path.read_text())
+        except (OSError, ValueError):           # not written yet
+            return
+        if count != self.last:
+            self.progress(count)
+            self.last = count
+
+    def stop(self):
+        self.stopped.set()
+        self.join()
+
+
+def run_cocotb(simulator, block, params, body, test_name="bench", waves=False, progress=None,
+               **kwargs):
     """Run ``body`` ("module:function") in cocotb over ``block``'s Verilog; return its result.
 
     The Verilog is generated from the same parameters; its build is cached under
     ``build/cocotb/<simulator>/<block>-<hash of the Verilog>`` and reused by later runs.
+    ``progress(count)``, given, is called in this process with the counts the body passes
+    to its own ``progress`` argument (through a file: the body runs in the simulator's).
     """
     from dataclasses import asdict
     from cocotb_tools.runner import get_results
@@ -414,12 +466,21 @@ def run_cocotb(simulator, block, params, body, test_name="bench", waves=False, *
     result_file.unlink(missing_ok=True)
     spec = {"block": block, "params": asdict(params), "body": body, "kwargs": kwargs,
             "result": str(result_file)}
-    results_xml = runner.test(
-        test_module="sim.runners.cocotb_entry", hdl_toplevel=block, hdl_toplevel_lang="verilog",
-        build_dir=build_dir,
-        test_dir=test_dir, extra_env={"SRIOV_BENCH": json.dumps(spec),
-                                      "PYTHONPATH": str(REPO_ROOT)},
-        timescale=("1ns", "1ps"), waves=waves, log_file=test_dir / "sim.log")
+    reader = None
+    if progress is not None:
+        spec["progress"] = str(test_dir / "progress")
+        reader = _ProgressReader(spec["progress"], progress)
+        reader.start()
+    try:
+        results_xml = runner.test(
+            test_module="sim.runners.cocotb_entry", hdl_toplevel=block,
+            hdl_toplevel_lang="verilog", build_dir=build_dir,
+            test_dir=test_dir, extra_env={"SRIOV_BENCH": json.dumps(spec),
+                                          "PYTHONPATH": str(REPO_ROOT)},
+            timescale=("1ns", "1ps"), waves=waves, log_file=test_dir / "sim.log")
+    finally:
+        if reader:
+            reader.stop()
     total, failed = get_results(results_xml)
     if total != 1 or failed:
         log = (test_dir / "sim.log").read_text(errors="replace")[-6000:]

@@ -7,7 +7,7 @@ import cocotb
 
 from rtl.top.blocks import make_block
 from rtl.params import GpuParams
-from sim.runners.backend import CocotbBench, resolve
+from sim.runners.backend import CocotbBench, ProgressFile, resolve
 
 
 @cocotb.test()
@@ -16,6 +16,9 @@ async def run_bench(dut):
     params = GpuParams(**spec["params"])
     tb = CocotbBench(dut, make_block(spec["block"], params))
     await tb.start()
-    result = await resolve(spec["body"])(tb, params, **spec["kwargs"])
+    kwargs = dict(spec["kwargs"])
+    if spec.get("progress"):
+        kwargs["progress"] = ProgressFile(spec["progress"])
+    result = await resolve(spec["body"])(tb, params, **kwargs)
     with open(spec["result"], "w") as f:
         json.dump(result, f)

@@ -47,8 +47,10 @@ class Hypervisor:
         # One read of GPUIOV_CMD a poll (no hang check): the report counts these requests.
         interrupt = ((lambda: system.interrupts, system.interrupt)
                      if sc.completion == "interrupt" else None)
+        # GIM gives a command 2 s (the scenario's command_timeout_us), polled or not.
+        polls = -(-sc.command_timeout_cycles() // sc.poll_every)
         self.iov = IovDriver(self.cfg, system.wait, poll_every=sc.poll_every,
-                             hang_check=False, cycle=lambda: system.cycle,
+                             timeout=polls, hang_check=False, cycle=lambda: system.cycle,
                              interrupt=interrupt)
         self.commands = self.iov.log  # (command, fn, nxt, status, cycles from write to done)
         #: Violation counters read just before each FLR cleared them: {kind: {vf: n}}.

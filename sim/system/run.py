@@ -26,7 +26,9 @@ async def run_body(tb, params, scenario, progress=None):
     # Set-up (enumeration, every VM's INIT, the first LOAD and RUN) is not in run_cycles.
     setup = 200_000 + 4 * (sc.active_vfs + 2) * (params.ctx_beats + 8 * sc.poll_every)
     limit = setup + sc.run_cycles + sc.drain_limit
-    cycles = await system.run(limit, progress)
+    # A hundred progress calls a run: each is a cycle the event-driven loop must look at.
+    cycles = await system.run(limit, progress,
+                              progress_every=max(PROGRESS_EVERY, sc.run_cycles // 100))
     mon = system.monitor
     return {
         "cycles": cycles,
@@ -55,6 +57,9 @@ def _engine_work(engine, active):
             "work_left": {str(vf): engine.pending[vf] for vf in active}}
 
 
+#: Fewest cycles between two progress calls of a run.
+PROGRESS_EVERY = 1000
+
 #: The top scenarios run on: the GPU with its FB in the design (rtl/top/harness.py), so the
 #: loop looks only at cycles where something happens. "gpu" (the bare top, the FB in
 #: Python, every cycle looked at) gives the same results, slower: the tests compare them.
@@ -64,10 +69,13 @@ TOP = "gpu_harness"
 def run(sc, backend="amaranth", vcd=None, progress=None, top=TOP):
     """Simulate scenario ``sc`` on ``backend`` ("amaranth", "verilator", "icarus") over
     ``top`` (:data:`TOP` or "gpu"); returns the raw result (see :func:`run_body`) with the
-    scenario attached. ``progress(cycle)`` (Amaranth only) is called every 1000 cycles."""
+    scenario attached. ``progress(cycle)`` is called as the run goes: every 1000 cycles or
+    a hundredth of ``run_cycles``, whichever is longer (on cocotb, from this process, with
+    the latest count at most twice a second and once at the end)."""
     if backend not in BACKENDS:
         raise ScenarioError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}")
-    extra = {"vcd": vcd, "progress": progress} if backend == "amaranth" else {}
+    extra = {"vcd": vcd, "progress": progress} if backend == "amaranth" else \
+        {"progress": progress}
     raw = run_backend(backend, top, sc.params(), "sim.system.run:run_body",
                       test_name=f"scenario-{sc.name}", scenario=sc.to_dict(), **extra)
     raw = json.loads(json.dumps(raw))          # the same plain data from every backend

@@ -64,6 +64,7 @@ class Scenario:
     clock_mhz: float = 125.0     #: to turn cycles into time in the report
     poll_every: int = 8          #: cycles between the hypervisor's status polls
     completion: str = "poll"     #: "poll" (EXECUTE every poll_every) or "interrupt"
+    command_timeout_us: int = 2_000_000   #: a command not done by then fails the run (GIM: 2 s)
     seed: int = 1
     workload: Workload = field(default_factory=Workload)
     per_vf: dict = field(default_factory=dict)    #: {vf: Workload} overriding ``workload``
@@ -79,7 +80,7 @@ class Scenario:
         if self.completion not in COMPLETIONS:
             bad("completion", f"must be one of {', '.join(COMPLETIONS)}")
         for name in ("num_vfs", "active_vfs", "ctx_words", "mem_latency", "time_slice",
-                     "run_cycles", "poll_every"):
+                     "run_cycles", "poll_every", "command_timeout_us"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 bad(name, "must be a positive integer")
@@ -133,6 +134,10 @@ class Scenario:
         return GpuParams(num_vfs=self.num_vfs, ctx_words=self.ctx_words,
                          mem_width=self.mem_width, mem_latency=self.mem_latency,
                          mem_channels=self.mem_channels)
+
+    def command_timeout_cycles(self):
+        """``command_timeout_us`` at ``clock_mhz``, cycles (at least one)."""
+        return max(1, round(self.command_timeout_us * self.clock_mhz))
 
     def workload_of(self, vf):
         return self.per_vf.get(vf, self.workload)
