@@ -50,15 +50,18 @@ def make_block(name, params, *, verilog=False):
     return cls(params, verilog=verilog) if name in SIM_BLOCKS else cls(params)
 
 
-def block_verilog(name, params, *, own_clock=True):
+def block_verilog(name, params, *, own_clock=True, at_falling_edge=True):
     """The Verilog of block ``name``, module name ``name``: Amaranth's conversion, followed
     by the behavioural models of any simulation-only parts it instantiates. A top that
-    clocks itself (``clocked_top``) is module ``<name>_core`` wrapped in module ``name``;
-    ``own_clock=False``: the core alone, clocked from outside (a C++ loop)."""
+    clocks itself (``clocked_top``) is module ``<name>_core`` wrapped in module ``name``
+    (``at_falling_edge``: see ``GpuHarness.AT_FALLING_EDGE``); ``own_clock=False``: the
+    core alone, clocked from outside (a C++ loop)."""
     from amaranth.back import verilog
     block = make_block(name, params, verilog=True)
     if not hasattr(block, "clocked_top"):
         return verilog.convert(block, name=name, emit_src=False)
     core = f"{name}_core"
     text = verilog.convert(block, name=core, emit_src=False) + block.verilog_models()
-    return text + block.clocked_top(name, core) if own_clock else text
+    if not own_clock:
+        return text
+    return text + block.clocked_top(name, core, at_falling_edge=at_falling_edge)

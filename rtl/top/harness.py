@@ -103,20 +103,37 @@ class GpuHarness(wiring.Component):
         ``verilog=True``): to be appended to its generated Verilog."""
         return ram_model_verilog(self.params.mem_channels) if self.ram.verilog else ""
 
-    def clocked_top(self, name, core):
+    #: Outputs the Verilog top can give as they were at the last falling edge (a register
+    #: there), so that a value-change trigger on them fires at the falling edge, where the
+    #: testbench samples and drives: it needs no second trigger to get there. Only for a
+    #: simulator that updates the clock and that register before it calls back (Verilator
+    #: evaluates a time step whole); Icarus may call a falling-edge callback first, and a
+    #: testbench would then read the register's old value.
+    AT_FALLING_EDGE = ("wake",)
+
+    def clocked_top(self, name, core, *, at_falling_edge=True):
         """Verilog of module ``name``: module ``core`` (this component's conversion) with
-        its ``clk`` made inside, free-running from time 0, and every other port outside."""
-        ports, decls = ["rst"], ["  input rst;"]
+        its ``clk`` made inside, free-running from time 0, and every other port outside
+        (with ``at_falling_edge``, :attr:`AT_FALLING_EDGE` ones registered at the falling
+        edge)."""
+        ports, decls, regs = ["rst"], ["  input rst;"], []
+        conns = ["    .rst(rst)"]
         for path, member, value in self.signature.flatten(self):
             port, width = "__".join(map(str, path)), len(Value.cast(value))
             rng = f"[{width - 1}:0] " if width > 1 else ""
             ports.append(port)
             decls.append(f"  {'input' if member.flow == In else 'output'} {rng}{port};")
+            inner = port
+            if at_falling_edge and port in self.AT_FALLING_EDGE:
+                inner = f"{port}_now"
+                regs.append(f"  wire {rng}{inner};\n  reg {rng}{port}_q = 0;\n"
+                            f"  always @(negedge clk) {port}_q <= {inner};\n"
+                            f"  assign {port} = {port}_q;\n")
+            conns.append(f"    .{port}({inner})")
         half = self.CLOCK_PERIOD_NS / 2
-        conns = ",\n".join(f"    .{p}({p})" for p in ports)
         return (f"module {name}({', '.join(ports)});\n" + "\n".join(decls) +
-                f"\n  reg clk = 1'b0;\n  always #{half:g} clk = ~clk;\n"
-                f"  {core} core (\n    .clk(clk),\n{conns});\nendmodule\n")
+                f"\n  reg clk = 1'b0;\n  always #{half:g} clk = ~clk;\n" + "".join(regs) +
+                f"  {core} core (\n    .clk(clk),\n" + ",\n".join(conns) + ");\nendmodule\n")
 
     def elaborate(self, platform):
         m = Module()

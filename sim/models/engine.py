@@ -152,6 +152,7 @@ class Engine(EngineModel):
         self.errors = []
         self.checked = 0
         self._job = None             # (fn, phase, index, words read)
+        self._port_busy = True       # the state port may have a valid to take down
         self._last_owner = None
         self._cycle = None           # the cycle of the last step
 
@@ -234,12 +235,15 @@ class Engine(EngineModel):
                 owner in self.expected:
             self._job = [owner, "read", 0, []]
         self._last_owner = owner if owner_valid else None
-        self._state_port(tb)
+        if self._job is not None or self._port_busy:
+            self._state_port(tb)
 
     def _state_port(self, tb):
         job = self._job
         tb.set("state_rd__valid", 0)
         tb.set("state_wr__valid", 0)
+        # Between checks the port rests (a look a cycle is the loop's hot path).
+        self._port_busy = job is not None
         if job is None:
             return
         fn, phase, index, got = job

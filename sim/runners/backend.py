@@ -95,10 +95,16 @@ def _flat_fields(shape):
 
 
 def _enum_or_int(enum, bits):
-    try:
-        return enum(bits)
-    except ValueError:        # a code no member names (a hostile host's)
-        return bits
+    # Called for every enum field of every read (the system loop's hot path): an Amaranth
+    # enum's own lookup costs several times a dict's.
+    known = _ENUM_VALUES.get(enum)
+    if known is None:
+        known = _ENUM_VALUES[enum] = {member.value: member for member in enum}
+    return known.get(bits, bits)      # a code no member names (a hostile host's): the int
+
+
+#: enum class -> {value: member}, filled as :func:`_enum_or_int` meets them.
+_ENUM_VALUES = {}
 
 
 class Bench:
@@ -198,11 +204,14 @@ class AmaranthBench(Bench):
 
 
 class CocotbBench(Bench):
-    def __init__(self, dut, component):
+    def __init__(self, dut, component, *, at_falling_edge=False):
         super().__init__(component)
         self.dut = dut
+        #: Whether the Verilog registers ``AT_FALLING_EDGE`` outputs (block_verilog).
+        self.at_falling_edge = at_falling_edge
         self.cycle = 0
         self._handles = {}
+        self._raw = {}          # port -> (the simulator's object, width): reads skip cocotb
 
     def _handle(self, name):
         handle = self._handles.get(name)
@@ -214,7 +223,16 @@ class CocotbBench(Bench):
         self._handle(name).value = bits
 
     def _get_bits(self, name):
-        return int(self._handle(name).value)
+        raw = self._raw.get(name)
+        if raw is None:
+            handle = self._handle(name)
+            raw = self._raw[name] = (handle._handle, len(handle))
+        obj, width = raw
+        # What ``int(handle.value)`` gives, without building a LogicArray (a read costs
+        # several times the simulator's own work): the GPI's integer for up to 32 bits.
+        if width <= 32:
+            return obj.get_signal_val_long() & ((1 << width) - 1)
+        return int(obj.get_signal_val_binstr(), 2)
 
     async def start(self):
         from cocotb.clock import Clock
@@ -274,18 +292,24 @@ class CocotbBench(Bench):
         from cocotb.triggers import First, ValueChange
         from cocotb.utils import get_sim_time
         handle = self._handle(wake)
-        before = int(handle.value)
+        before = self._get_bits(wake)
         if alarm is not None:
             self.set(*alarm)          # it ends the sleep: no timer (cheaper in cocotb)
+        # A port the top registers at the falling edge changes there: its trigger is the
+        # edge itself, one trigger a wake instead of two.
+        at_edge = self.at_falling_edge and \
+            wake in getattr(self.component, "AT_FALLING_EDGE", ())
         start = get_sim_time("step")
         while True:
             change = ValueChange(handle)
-            await (change if alarm is not None else First(self._timer_to(start, n), change))
-            await self._falling
+            fired = await (change if alarm is not None else
+                           First(self._timer_to(start, n), change))
+            if not (at_edge and fired is change):
+                await self._falling
             k = (get_sim_time("step") - start) // self._period
             # A simulator that settles in steps (Icarus) may glitch ``wake`` and back: the
             # cycle counts only if it ends changed.
-            if k >= n or int(handle.value) != before:
+            if k >= n or self._get_bits(wake) != before:
                 break
         self.cycle += k
         return k
@@ -438,7 +462,9 @@ def run_cocotb(simulator, block, params, body, test_name="bench", waves=False, p
 
     if simulator == "verilator":
         setup_verilator()
-    text = block_verilog(block, params)
+    # Verilator evaluates a time step whole: the top's wake may change at the falling edge.
+    at_falling_edge = simulator == "verilator"
+    text = block_verilog(block, params, at_falling_edge=at_falling_edge)
     if simulator == "icarus":
         text = _icarus_start_trigger(text)
     build_dir = _build_dir(simulator, block, text)
@@ -465,7 +491,7 @@ def run_cocotb(simulator, block, params, body, test_name="bench", waves=False, p
     result_file = test_dir / "result.json"
     result_file.unlink(missing_ok=True)
     spec = {"block": block, "params": asdict(params), "body": body, "kwargs": kwargs,
-            "result": str(result_file)}
+            "result": str(result_file), "at_falling_edge": at_falling_edge}
     reader = None
     if progress is not None:
         spec["progress"] = str(test_dir / "progress")

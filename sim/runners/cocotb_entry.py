@@ -14,7 +14,8 @@ from sim.runners.backend import CocotbBench, ProgressFile, resolve
 async def run_bench(dut):
     spec = json.loads(os.environ["SRIOV_BENCH"])
     params = GpuParams(**spec["params"])
-    tb = CocotbBench(dut, make_block(spec["block"], params))
+    tb = CocotbBench(dut, make_block(spec["block"], params),
+                     at_falling_edge=spec.get("at_falling_edge", False))
     await tb.start()
     kwargs = dict(spec["kwargs"])
     if spec.get("progress"):

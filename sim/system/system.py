@@ -419,7 +419,8 @@ class System:
             self.deliveries.append((self.cycle, fn, index, value,
                                     None if ring is None else self.cycle - ring))
         owner_valid, owner = bool(seen.owner_valid), int(seen.owner)
-        seq = SeqState(seen.seq_state)
+        seq = seen.seq_state
+        seq = seq if isinstance(seq, SeqState) else SeqState(seq)
         self.monitor.step(self.cycle, owner_valid, owner, seq)
         self.engine.step(tb, self.cycle, seen.engine_stop, owner_valid, owner, delivered)
 
