@@ -223,3 +223,11 @@ def test_fb_ram_channels_are_ports_to_one_memory(latency):
 
     simulate(dut, bench)
     assert got == want and all(len(g) > 50 for g in got)
+
+
+def test_the_cost_plot_of_two_channels_has_the_block_s_overlapped_switches_on_its_line():
+    from sim.bench.report import cost_points
+    points = cost_points(with_(TWO, ctx_words=64))
+    line = dict(points["curves"][TWO.mem_width])
+    assert points["measured"] and all(line[size] == cycles
+                                      for size, _, cycles in points["measured"])

@@ -677,9 +677,10 @@ def cost_points(sc, measured_sizes=MEASURED_SIZES, widths=CURVE_WIDTHS):
 
     Every line is at the scenario's memory latency, engine drain, reads in flight and mode
     (serial, or overlapped on the whole GPU's FB channels), one per width (``widths`` and
-    the scenario's). The simulated points are serial switches of the world-switch block at
-    the scenario's width; there are none in overlapped mode, where the block alone (a port
-    for each mover) is not the whole GPU.
+    the scenario's). The simulated points are switches of the world-switch block at the
+    scenario's width: serial ones, or overlapped ones where the whole GPU has two FB
+    channels or more (the block alone has a port for each mover, so it is the whole GPU
+    then); none in overlapped mode on one channel.
 
     Parameters
     ----------
@@ -707,11 +708,12 @@ def cost_points(sc, measured_sizes=MEASURED_SIZES, widths=CURVE_WIDTHS):
         curve = [(size, _model_switch(p, drain, sc.mode)) for size, p in at if p]
         curves[w] = [(size, c) for size, c in curve if c is not None]
     measured = []
-    if sc.mode != "overlapped":
+    mode = "overlap" if sc.mode == "overlapped" else "serial"
+    if mode == "serial" or base.mem_channels > 1:
         for size in measured_sizes:
-            row = point(size, sc.mem_width, latency, True, modes=("serial",), drain=drain,
+            row = point(size, sc.mem_width, latency, True, modes=(mode,), drain=drain,
                         outstanding=base.mem_outstanding)
-            measured.append((size, sc.mem_width, row["serial_total_measured"]))
+            measured.append((size, sc.mem_width, row[f"{mode}_total_measured"]))
     return {"mode": sc.mode, "latency": latency, "drain": drain,
             "outstanding": base.mem_outstanding, "width": sc.mem_width,
             "clock_mhz": sc.clock_mhz, "curves": curves, "measured": measured}
