@@ -1,5 +1,6 @@
 """Every block the CLI and the simulation layer can build, by name."""
 
+from rtl.common.sim_models import verilog_simulation
 from rtl.pcie.config_space import ConfigSpace
 from rtl.doorbell.arbiter import DoorbellArbiter
 from rtl.memory.fb_partition import FbPartition
@@ -61,7 +62,10 @@ def block_verilog(name, params, *, own_clock=True, at_falling_edge=True):
     if not hasattr(block, "clocked_top"):
         return verilog.convert(block, name=name, emit_src=False)
     core = f"{name}_core"
-    text = verilog.convert(block, name=core, emit_src=False) + block.verilog_models()
+    # A simulation top: its RAMs as short behavioural Verilog (rtl/common/sim_models.py).
+    with verilog_simulation():
+        text = verilog.convert(block, name=core, emit_src=False)
+    text += block.verilog_models()
     if not own_clock:
         return text
     return text + block.clocked_top(name, core, at_falling_edge=at_falling_edge)

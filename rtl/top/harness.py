@@ -7,6 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.common.interfaces import channel_port
+from rtl.common.sim_models import state_ram_verilog
 from rtl.common.iov_codes import SeqState, csa_bytes
 from rtl.memory.fb_ram import FbRam, ram_model_verilog
 from rtl.top.gpu import SriovGpu
@@ -101,7 +102,9 @@ class GpuHarness(wiring.Component):
     def verilog_models(self):
         """Verilog text of the simulation models this component instantiates (built with
         ``verilog=True``): to be appended to its generated Verilog."""
-        return ram_model_verilog(self.params.mem_channels) if self.ram.verilog else ""
+        if not self.ram.verilog:
+            return ""
+        return ram_model_verilog(self.params.mem_channels) + state_ram_verilog()
 
     #: Outputs the Verilog top can give as they were at the last falling edge (a register
     #: there), so that a value-change trigger on them fires at the falling edge, where the

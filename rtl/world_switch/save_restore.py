@@ -7,10 +7,10 @@ base address; LOAD streams it back. The world switch steers it (issue: world swi
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl.common.interfaces import FbMemSignature, ValidSignature, shared_load_layout
+from rtl.common.sim_models import simple_ram
 
 __all__ = ["ContextMover", "CtxOp", "state_write_layout", "state_read_layout"]
 
@@ -98,9 +98,7 @@ class ContextMover(wiring.Component):
         beats, shared_beats = p.ctx_beats, p.shared_beats
         beat_bytes_log2 = (p.mem_width // 8).bit_length() - 1
 
-        m.submodules.state = mem = Memory(shape=p.mem_width, depth=p.ctx_words, init=[])
-        rd = mem.read_port()
-        wr = mem.write_port()
+        rd, wr = simple_ram(m, "state", p.mem_width, p.ctx_words)
 
         # Shared registers packed into beats, padded with zeros.
         packed = Cat(*self.shared_in, Const(0, shared_beats * p.mem_width - 32 * p.shared_regs))
