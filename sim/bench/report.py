@@ -430,7 +430,12 @@ def _scrub(sc, params, counters):
 
 
 def _fmt(stat, key="median"):
-    return "-" if stat is None else f"{stat[key]:g}"
+    """A cycle count of ``stat`` for the table: whole, or with the half a median of an even
+    count can have; never in exponent form (``:g`` gives 1.51294e+06 past six digits)."""
+    if stat is None:
+        return "-"
+    value = stat[key]
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
 def _channels(sc):
