@@ -370,7 +370,7 @@ class FbPort(wiring.Component):
                          scrubber.wrote[c].valid.eq(sent & chosen.write &
                                                     (pick != FbInitiator.SCRUB)),
                          scrubber.wrote[c].payload.granule.eq(chosen.addr[gb:])]
-            completions.append(self._answers(m, c, fb, src_q, rd_q, read_tag))
+            completions.append(self._answers(m, c, fb, src_q, rd_q, read_tag, movers))
 
         popped = Cat(*popped_any).any()
         m.d.comb += [host_q.r_en.eq(popped),
@@ -382,14 +382,14 @@ class FbPort(wiring.Component):
         self._host_done(m, completions, popped & ~entry.write, head_channel)
         return m
 
-    def _answers(self, m, c, fb, src_q, rd_q, read_tag):
-        """Channel ``c``'s read data back to whoever asked; returns its host completion
-        queue."""
+    def _answers(self, m, c, fb, src_q, rd_q, read_tag, movers):
+        """Channel ``c``'s read data back to whoever asked (``movers``: initiator -> (port,
+        channel)); returns its host completion queue."""
         back = fb.resp.valid
         src = Signal(FbInitiator, name=channel_port("src", c))
         m.d.comb += [src.eq(FbInitiator(src_q.r_data)), src_q.r_en.eq(back)]
-        for who, mv in ((FbInitiator.LIVE, self.live), (FbInitiator.SHADOW, self.shadow)):
-            if c == (0 if who == FbInitiator.LIVE else shadow_channel(self.params)):
+        for who, (mv, ch) in movers.items():
+            if ch == c:
                 m.d.comb += [mv.resp.valid.eq(back & (src == who)),
                              mv.resp.payload.data.eq(fb.resp.payload.data)]
         done_layout = host_fb_done_layout()
