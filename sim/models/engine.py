@@ -41,6 +41,7 @@ class EngineModel:
         self.hung = False
         self.drain_left = None       # cycles of the current stop still busy; None: no stop
         self.finish_left = 0         # work cycles to the preemption point (None: never)
+        self._stopped = None         # the function the current stop stops
         self.busy = False            # the answer of the last advance
         self._inputs = (False, None)  # its stop and owner
 
@@ -68,6 +69,11 @@ class EngineModel:
             if self.drain_left is None:
                 self.drain_left = self.drain
                 self.finish_left = 0 if owner is None else self.to_boundary(owner)
+                self._stopped = owner
+            elif owner != self._stopped:
+                # The function being stopped lost the GPU (an FLR): nothing runs to a
+                # preemption point any more, only the drain is left.
+                self.finish_left = 0
             if self.finish_left is None:
                 busy = True                      # a workload that never reaches one
             elif self.finish_left:
