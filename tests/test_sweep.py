@@ -128,6 +128,8 @@ def test_a_figure_not_computed_is_a_dash_in_the_table_and_empty_in_the_csv():
     ([_row(ctx_words=w, mem_latency=lat) for w in (64, 256) for lat in (10, 100)] +
      [_row(ctx_words=64, mem_latency=10, mode="overlapped")],
      ["ctx_words", "mem_latency", "mode"]),
+    # Words alone on the x axis: the completion, polled or by interrupt.
+    ([_row(completion=c) for c in ("poll", "interrupt")], ["completion"]),
 ])
 def test_the_plot_is_drawn_from_rows_alone(tmp_path, rows, axes):
     assert swept(rows) == axes

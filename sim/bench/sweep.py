@@ -201,6 +201,7 @@ _X_AXES = {
     "mem_latency": ("FB read latency L, cycles", lambda r: r["mem_latency"]),
     "mem_channels": ("FB memory channels", lambda r: r["mem_channels"]),
     "time_slice": ("time slice, cycles", lambda r: r["time_slice"]),
+    "completion": ("how the hypervisor learns a command ended", lambda r: r["completion"]),
 }
 
 
@@ -251,7 +252,7 @@ def plot(rows, path, clock_mhz):
         top.plot(xs, us("switch_hw_median"), "o-", color=f"C{k}", label=f"hardware{name}")
         top.plot(xs, us("switch_host_median"), "s--", color=f"C{k}", label=f"host sees{name}")
         bottom.plot(xs, [100 * _nan(r["min_gpu_share"]) for r in members], "o-", color=f"C{k}")
-    if x_field != "mode":               # a few discrete values: a tick at each
+    if x_field not in WORD_COLUMNS:     # a few discrete values: a tick at each
         ticks = sorted({x_of(r) for r in rows})
         bottom.set_xticks(ticks, [str(t) if isinstance(t, int) else f"{t:.2f}" for t in ticks])
     if x_field == "time_slice":          # the slice in time too, above, as the timeline has it
