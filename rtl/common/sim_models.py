@@ -4,8 +4,9 @@ Amaranth writes a memory's initial contents word by word. For the engine state o
 context (a MiB or more, in each of the two context sets, at 64 VFs) that takes minutes of
 conversion and of Verilator build, for RAMs that start as zeros anyway. A design converted
 for a Verilog simulator (:func:`verilog_simulation`, used by ``rtl.top.blocks.block_verilog``
-for the simulation tops) instantiates :data:`STATE_RAM` instead, written here by hand; the
-same design converted for synthesis, or simulated by Amaranth, keeps its ``Memory``.
+for the simulation tops) instantiates :data:`STATE_RAM` instead, written here by hand (and
+the harness's FB RAM its own model, rtl/memory/fb_ram.py); the same design converted for
+synthesis, or simulated by Amaranth, keeps its ``Memory``.
 """
 
 from contextlib import contextmanager

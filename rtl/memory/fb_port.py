@@ -57,8 +57,8 @@ class Scrubber(wiring.Component):
     granule so that only FB something was written to is filled.
 
     ``wrote[c]`` names the granule of every write the FB port sends on channel c (the
-    scrubber's own zeros excepted): that granule is dirty. A request (``req``: base, size in granules) is served
-    in three steps: the *fence* waits until the host FB accesses queued when it arrived
+    scrubber's own zeros excepted): that granule is dirty. A request (``req``: base, size
+    in granules) is served in three steps: the *fence* waits until the host FB accesses queued when it arrived
     (``host_level``, counted down by ``host_pop``) have left for FB, so that no access
     granted under the old layout lands after the fill; then each granule of the region is
     looked up (2 cycles) and, if dirty, marked clean and written with zeros, one
@@ -322,7 +322,6 @@ class FbPort(wiring.Component):
 
         in_flight = 2 * p.mem_outstanding + depth
         read_tag = data.StructLayout({"tag": HOST_TAG_WIDTH, "lane": len(lane)})
-        done_layout = host_fb_done_layout()
         order = list(FbInitiator)
         popped_any, completions = [], []
         for c, fb in enumerate(self.channels):
@@ -412,9 +411,8 @@ class FbPort(wiring.Component):
             m.d.comb += [self.host_done.valid.eq(cpl.r_rdy), cpl.r_en.eq(self.host_done.ready),
                          self.host_done.payload.eq(done_layout(cpl.r_data))]
             return
-        in_flight = 2 * self.params.mem_outstanding + self.depth
-        m.submodules.read_order = order_q = _fifo(
-            range(len(completions)), in_flight)
+        # Host reads in flight hold a credit each: at most ``depth`` of them.
+        m.submodules.read_order = order_q = _fifo(range(len(completions)), self.depth)
         next_channel = order_q.r_data
         ready = Array(cpl.r_rdy for cpl in completions)[next_channel]
         m.d.comb += [order_q.w_en.eq(read_left), order_q.w_data.eq(head_channel),

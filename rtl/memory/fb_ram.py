@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 from rtl.common.interfaces import (FbMemSignature, ValidSignature, channel_port,
                                    fb_mem_request_layout)
 from rtl.common.counters import saturating_counter
+from rtl.common.sim_models import for_verilog_simulation
 
 __all__ = ["FbRam", "ram_model_verilog", "ram_model_name", "RAM_MODEL"]
 
@@ -80,6 +81,10 @@ class FbRam(wiring.Component):
     - A write completes when accepted and changes only the bytes its byte enables name.
     - Everything starts as zeros.
 
+    Converted for a Verilog simulator (:func:`rtl.common.sim_models.verilog_simulation`) it
+    instantiates the hand-written RAM model (:func:`ram_model_verilog`, which the generated
+    text must then be followed by) instead of an Amaranth ``Memory``.
+
     This is :class:`sim.models.fbmem.FbMemoryModel` (which checks it in tests) for a memory
     that is always ready, with the bulk of it in the simulator instead of the testbench.
 
@@ -90,10 +95,6 @@ class FbRam(wiring.Component):
         The window in RAM, bytes (multiples of a beat; ``size`` may be 0: all outside).
     latency : int
         Read latency, cycles (>= 1).
-    verilog : bool
-        Instantiate the hand-written RAM model (:func:`ram_model_verilog`) instead of an
-        Amaranth ``Memory``: for Verilog simulators (the generated text must then be
-        followed by that model's). Amaranth's simulator uses the ``Memory``.
 
     Attributes
     ----------
@@ -106,7 +107,7 @@ class FbRam(wiring.Component):
         Requests accepted since reset, all channels (saturating).
     """
 
-    def __init__(self, params, base, size, latency, *, verilog=False):
+    def __init__(self, params, base, size, latency):
         beat = params.mem_width // 8
         if base % beat or size % beat or size < 0:
             raise ValueError(f"FbRam window base={base:#x} size={size:#x}: both must be "
@@ -115,7 +116,6 @@ class FbRam(wiring.Component):
             raise ValueError(f"FbRam latency={latency}: must be at least 1 cycle")
         self.params, self.base, self.size, self.latency = params, base, size, latency
         self.words = size // beat
-        self.verilog = verilog
         ports = {}
         for c in range(params.mem_channels):
             ports.update({
@@ -137,7 +137,7 @@ class FbRam(wiring.Component):
         """The RAM: per channel a write (``(addr, data, byte enables, read addr)``) and a read
         whose data comes a cycle on; returns each channel's read data."""
         p = self.params
-        if self.verilog:
+        if for_verilog_simulation():
             rdata = [Signal(p.mem_width, name=channel_port("ram_rdata", c))
                      for c in range(len(ports))]
             conns = {}

@@ -29,7 +29,8 @@ BLOCKS = {
 
 
 #: Simulation-only tops (not synthesized, not in the summary): name -> class taking a
-#: GpuParams and ``verilog`` (build for a Verilog simulator).
+#: GpuParams; converted for a Verilog simulator within
+#: :func:`rtl.common.sim_models.verilog_simulation` (:func:`block_verilog`).
 SIM_BLOCKS = {
     "gpu_harness": GpuHarness,
 }
@@ -44,11 +45,9 @@ def block_class(name):
                          f"{', '.join([*BLOCKS, *SIM_BLOCKS])}") from None
 
 
-def make_block(name, params, *, verilog=False):
-    """Block ``name`` for ``params``; ``verilog``: built to be converted to Verilog (only
-    simulation tops differ)."""
-    cls = block_class(name)
-    return cls(params, verilog=verilog) if name in SIM_BLOCKS else cls(params)
+def make_block(name, params):
+    """Block ``name`` for ``params``."""
+    return block_class(name)(params)
 
 
 def block_verilog(name, params, *, own_clock=True, at_falling_edge=True):
@@ -58,7 +57,7 @@ def block_verilog(name, params, *, own_clock=True, at_falling_edge=True):
     (``at_falling_edge``: see ``GpuHarness.AT_FALLING_EDGE``); ``own_clock=False``: the
     core alone, clocked from outside (a C++ loop)."""
     from amaranth.back import verilog
-    block = make_block(name, params, verilog=True)
+    block = make_block(name, params)
     if not hasattr(block, "clocked_top"):
         return verilog.convert(block, name=name, emit_src=False)
     core = f"{name}_core"

@@ -73,11 +73,12 @@ class GpuHarness(wiring.Component):
     #: Bits of the cycle count and the alarm (years at any clock this runs at).
     CYCLE_WIDTH = 48
 
-    def __init__(self, params, *, verilog=False):
+    def __init__(self, params):
         self.params = params
         self.gpu = SriovGpu(params)
-        self.ram = FbRam(params, params.pf_fb_aperture, csa_bytes(params), params.mem_latency,
-                         verilog=verilog)
+        self.ram = FbRam(params, params.pf_fb_aperture, csa_bytes(params), params.mem_latency)
+        #: An outside FB access this cycle, on any channel (``seen`` and ``wake`` read it).
+        self._outside = Signal(name="fb_outside")
         members = {name: member for name, member in self.gpu.signature.members.items()
                    if name not in self._fb_channels()}
         ram = self.ram.signature.members
@@ -100,10 +101,9 @@ class GpuHarness(wiring.Component):
     CLOCK_PERIOD_NS = 8
 
     def verilog_models(self):
-        """Verilog text of the simulation models this component instantiates (built with
-        ``verilog=True``): to be appended to its generated Verilog."""
-        if not self.ram.verilog:
-            return ""
+        """Verilog text of the simulation models this component instantiates when converted
+        for a Verilog simulator (:func:`rtl.common.sim_models.verilog_simulation`): to be
+        appended to that Verilog."""
         return ram_model_verilog(self.params.mem_channels) + state_ram_verilog()
 
     #: Outputs the Verilog top can give as they were at the last falling edge (a register
@@ -163,11 +163,13 @@ class GpuHarness(wiring.Component):
                          ext.payload.eq(ram.port("ext", c).payload),
                          ram.port("ext_rdata", c).eq(getattr(self, channel_port("fb_ext_rdata",
                                                                               c)))]
-        m.d.comb += [self.fb_reads.eq(ram.reads), self.fb_writes.eq(ram.writes)]
+        m.d.comb += [self.fb_reads.eq(ram.reads), self.fb_writes.eq(ram.writes),
+                     self._outside.eq(Cat(*[ram.port("ext", c).valid
+                                            for c in range(p.mem_channels)]).any())]
 
         seen = self.seen
         m.d.comb += [seen.answer.eq(gpu.host.resp.valid), seen.doorbell.eq(gpu.cp.valid),
-                     seen.fb_ext.eq(self._outside(p)), seen.req_ready.eq(gpu.host.req.ready),
+                     seen.fb_ext.eq(self._outside), seen.req_ready.eq(gpu.host.req.ready),
                      seen.engine_stop.eq(gpu.engine_stop), seen.owner_valid.eq(gpu.owner_valid),
                      seen.owner.eq(gpu.owner), seen.seq_state.eq(gpu.seq_state),
                      seen.cmd_irq.eq(gpu.irq.cmd_done)]
@@ -187,16 +189,14 @@ class GpuHarness(wiring.Component):
         ring = Signal()
         m.d.sync += [before.eq(watched), self.cycle.eq(self.cycle + 1),
                      ring.eq(self.cycle + 1 == self.alarm)]
-        return (gpu.host.resp.valid | gpu.cp.valid | gpu.irq.cmd_done |
-                self._outside(self.params) | (watched != before) | ring)
+        return (gpu.host.resp.valid | gpu.cp.valid | gpu.irq.cmd_done | self._outside |
+                (watched != before) | ring)
 
     def _fb_channels(self):
         """The top's FB channel ports (the RAM's here)."""
         return {channel_port("fb", c) for c in range(self.params.mem_channels)}
 
-    def _outside(self, p):
-        """An outside FB access this cycle, on any channel."""
-        return Cat(*[self.ram.port("ext", c).valid for c in range(p.mem_channels)]).any()
+
 
     def _host(self, m, inner, outer):
         """The host port, with ``host_req_toggle`` as a second way to present a request."""

@@ -307,13 +307,14 @@ def _model(sc, params):
         model = {"idle": gpu["idle"], "overlap": gpu["overlap"],
                  "run": gpu["run"], "switch (hardware)": gpu["switch"]}
         model = {k: ("" if v is None else v) for k, v in model.items()}
-        two = cost_model.gpu_overlapped_phase_cycles(params.with_(mem_channels=2),
-                                                     drain)["switch"]
-        note = (f"the save and the load have a channel each: max(SAVE, LOAD) phases; "
-                f"serial: {cost_model.switch_cycles(params, drain)}"
-                if params.mem_channels > 1 else
-                f"the save and the load share the one FB channel: 2B + L + 2; with "
-                f"mem_channels = 2 it would be {two}")
+        if params.mem_channels > 1:
+            note = (f"the save and the load have a channel each: max(SAVE, LOAD) phases; "
+                    f"serial: {cost_model.switch_cycles(params, drain)}")
+        else:
+            two = cost_model.gpu_overlapped_phase_cycles(params.with_(mem_channels=2),
+                                                         drain)["switch"]
+            note = (f"the save and the load share the one FB channel: 2B + L + 2; with "
+                    f"mem_channels = 2 it would be {two}")
     else:
         model["switch (hardware)"] = cost_model.switch_cycles(params, drain)
         note = "exact for a memory that is always ready"

@@ -136,10 +136,10 @@ class Engine(EngineModel):
     then ``drain`` cycles more; so IDLE's cost depends on where the work is. A function
     whose doorbell is delivered at or after its :meth:`hang_at` cycle hangs: its item never
     ends, the engine never drains while it runs (IDLE_GPU ends with GFX_HANG), until an
-    FLR (:meth:`forget`) or INIT (:meth:`reset_fn`) of it. When a function starts a turn the engine reads
-    the first ``check_words`` words of its state, which must be what it left there at its
-    last turn (zeros after INIT_GPU), then writes fresh ones: the world switch must carry
-    every function's context across everyone else's turns.
+    FLR (:meth:`forget`) or INIT (:meth:`reset_fn`) of it. When a function starts a turn
+    the engine reads the first ``check_words`` words of its state, which must be what it
+    left there at its last turn (zeros after INIT_GPU), then writes fresh ones: the world
+    switch must carry every function's context across everyone else's turns.
     """
 
     def __init__(self, params, *, drain, work_per_doorbell, check_words, seed,
@@ -229,7 +229,7 @@ class Engine(EngineModel):
         self._cycle = cycle
         for event in deliveries:
             fn = event[0]
-            if self.hangs.get(fn, cycle + 1) <= cycle:
+            if fn in self.hangs and self.hangs[fn] <= cycle:
                 del self.hangs[fn]
                 self.hung_fns.add(fn)
             else:
